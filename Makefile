@@ -1,0 +1,37 @@
+# salesml: the two README commands are `make demo` and `make test`; everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+DEMO_DATASET_FORECAST ?= walmart
+DEMO_DATASET_CHURN ?= cdnow
+DEMO_DATASET_LEADS ?= bank-marketing
+
+.PHONY: venv demo test lint lock notebook clean
+
+# The environment is built from requirements.lock (exact versions), then the project is installed editable.
+$(BIN)/salesml: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(BIN)/salesml
+
+venv: $(BIN)/salesml
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+demo: venv
+	bash scripts/demo.sh
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check features training serving tests
+	$(BIN)/ruff format --check features training serving tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

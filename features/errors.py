@@ -1,0 +1,9 @@
+"""The one error type people see: a message that says what was expected, what was found and where."""
+
+from __future__ import annotations
+
+__all__ = ["SalesmlError"]
+
+
+class SalesmlError(ValueError):
+    """Bad input (a file, a spec, an option, a request). The CLI prints it and exits 2."""

@@ -1,0 +1,366 @@
+"""Load a data set through its spec: read each table, rename to canonical names, type and validate it.
+
+Loading never writes to a source. Every rule a table breaks is collected and raised as one
+:class:`DataValidationError` that names the table, the column, the rule, the number of rows and a few of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.errors import SalesmlError
+from features.settings import Settings, get_settings
+from features.spec import (
+    AMOUNT,
+    CHURN_LABEL,
+    DATE_COLUMNS,
+    ID_COLUMNS,
+    NUMERIC_COLUMNS,
+    OUTCOME,
+    DatasetSpec,
+    Role,
+    SpecError,
+    TableSpec,
+    load_spec,
+)
+
+__all__ = ["DataValidationError", "Dataset", "Violation", "join_lookups", "load_dataset", "read_table", "sales_facts"]
+
+_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Violation:
+    table: str
+    column: str
+    source_column: str | None
+    rule: str
+    n_rows: int
+    examples: str = ""
+
+    def describe(self) -> str:
+        src = f" (source column {self.source_column!r})" if self.source_column else ""
+        head = f"table {self.table!r}, column {self.column!r}{src}: {self.rule}"
+        if self.n_rows:
+            head += f" [{self.n_rows} row(s)]"
+        return head + (f"\n{self.examples}" if self.examples else "")
+
+
+class DataValidationError(SalesmlError):
+    """One or more tables break the rules of their roles."""
+
+    def __init__(self, dataset: str, violations: list[Violation]):
+        self.dataset = dataset
+        self.violations = violations
+        body = "\n".join(f"- {v.describe()}" for v in violations)
+        super().__init__(f"data set {dataset!r} failed validation ({len(violations)} problem(s)):\n{body}")
+
+
+@dataclass
+class Dataset:
+    """A loaded, validated data set: canonical frames keyed by table name."""
+
+    spec: DatasetSpec
+    spec_path: Path
+    tables: dict[str, pd.DataFrame]
+    root: Path
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def table(self, role: Role) -> pd.DataFrame | None:
+        found = self.spec.table_of(role)
+        return None if found is None else self.tables[found[0]]
+
+    def require(self, role: Role, purpose: str) -> pd.DataFrame:
+        frame = self.table(role)
+        if frame is None:
+            raise SpecError(
+                f"data set {self.spec.name!r} has no {role.value} table, which {purpose} needs; "
+                f"add a table with role: {role.value} to {self.spec_path}"
+            )
+        return frame
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def _examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]) -> str:
+    bad = frame.loc[np.asarray(mask), [c for c in cols if c in frame.columns]].head(_EXAMPLES)
+    if bad.empty:
+        return ""
+    shown = bad.copy()
+    shown.index = [f"row {i}" for i in shown.index]
+    return "    " + shown.to_string(max_colwidth=40).replace("\n", "\n    ")
+
+
+def _read_source(table: TableSpec, root: Path) -> pd.DataFrame:
+    """Read only the mapped source columns. Raises SpecError for I/O problems, naming the source."""
+    if table.sql is not None:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(table.sql.resolved_url())
+        try:
+            with engine.connect() as conn:
+                if table.sql.table is not None:
+                    insp = sa.inspect(conn)
+                    schema, _, name = table.sql.table.rpartition(".")
+                    if not insp.has_table(name, schema=schema or None):
+                        raise SpecError(f"SQL table {table.sql.table!r} does not exist at {engine.url!r}")
+                    frame = pd.read_sql_table(name, conn, schema=schema or None)
+                else:
+                    frame = pd.read_sql_query(sa.text(table.sql.query), conn)
+        except sa.exc.SQLAlchemyError as err:
+            raise SpecError(f"cannot read {table.source_label()} at {engine.url!r}: {err}") from err
+        finally:
+            engine.dispose()
+        return frame
+    assert table.path is not None
+    path = Path(table.path)
+    if not path.is_absolute():
+        path = root / path
+    if not path.exists():
+        raise SpecError(f"source file {path} does not exist (data root {root}; set SALESML_DATA_DIR)")
+    opts = table.read
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        dtype = dict.fromkeys(opts.dtype_str, str)
+        frame = pd.read_csv(
+            path,
+            sep=opts.sep,
+            encoding=opts.encoding,
+            decimal=opts.decimal,
+            na_values=opts.na_values or None,
+            keep_default_na=opts.keep_default_na,
+            dtype=dtype or None,
+            engine="python" if len(opts.sep) > 1 else "c",
+            skipinitialspace=opts.strip_whitespace,
+        )
+    if opts.drop_unnamed_columns:
+        empty = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
+        frame = frame.drop(columns=empty)
+    if opts.strip_whitespace:
+        for col in frame.columns[frame.dtypes == object]:
+            stripped = frame[col].str.strip()
+            frame[col] = stripped.mask(stripped == "")
+    if path.suffix == ".parquet" and opts.na_values:
+        frame = frame.replace(opts.na_values, np.nan)
+    return frame
+
+
+def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[Violation]) -> pd.DataFrame:
+    """Rename, filter, map values and coerce types; record every broken rule."""
+    missing = {c: s for c, s in table.columns.items() if s not in raw.columns}
+    for canon, src in missing.items():
+        violations.append(
+            Violation(name, canon, src, f"required column missing; the source has {list(raw.columns)[:30]}", 0)
+        )
+    if missing:
+        return pd.DataFrame()
+    frame = raw[list(table.columns.values())].rename(columns={s: c for c, s in table.columns.items()})
+    frame.index = pd.RangeIndex(len(frame))
+    if table.id_from_row_number:
+        frame.insert(0, table.id_from_row_number, (frame.index + 1).astype(str))
+    opts = table.read
+
+    for col, mapping in table.value_map.items():
+        frame[col] = frame[col].replace({k: (np.nan if v is None else v) for k, v in mapping.items()})
+    for col, allowed in table.where.items():
+        frame = frame[frame[col].isin(allowed)]
+
+    types: dict[str, str] = dict(table.types)
+    for col in frame.columns:
+        if col in DATE_COLUMNS:
+            types.setdefault(col, "date")
+        elif col in NUMERIC_COLUMNS:
+            types.setdefault(col, "numeric")
+    for col, kind in types.items():
+        original = frame[col]
+        if kind == "date":
+            if pd.api.types.is_datetime64_any_dtype(original):
+                converted = original.dt.tz_localize(None) if original.dt.tz is not None else original
+            else:
+                converted = pd.to_datetime(
+                    original.astype("string"), format=opts.date_format, dayfirst=opts.dayfirst, errors="coerce"
+                )
+            rule = f"date not parseable{f' with format {opts.date_format!r}' if opts.date_format else ''}"
+        elif kind == "numeric":
+            converted = pd.to_numeric(original, errors="coerce")
+            rule = "not a number"
+        elif kind == "bool":
+            lowered = original.astype("string").str.strip().str.lower()
+            converted = lowered.map({"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False})
+            rule = "not a boolean (true/false, yes/no, 1/0)"
+        else:
+            converted = original.astype("string")
+            rule = ""
+        bad = converted.isna() & original.notna()
+        if rule and bad.any():
+            violations.append(
+                Violation(name, col, table.columns[col], rule, int(bad.sum()), _examples(frame, bad, [col]))
+            )
+        frame[col] = converted
+
+    not_null = [c for c in frame.columns if c in ID_COLUMNS or c in {"time", OUTCOME}]
+    if table.role is Role.transactions:
+        not_null.append(AMOUNT)
+    if table.key:
+        not_null.append(table.key)
+    for col in dict.fromkeys(not_null):
+        nulls = frame[col].isna()
+        if nulls.any():
+            violations.append(
+                Violation(name, col, table.columns[col], "must not be empty", int(nulls.sum()), _examples(frame, nulls, list(frame.columns)[:6]))
+            )
+
+    unique = list(table.unique)
+    if not unique:
+        unique = {Role.customers: ["customer_id"], Role.leads: ["lead_id"]}.get(table.role, [])
+        if table.role is Role.lookup and table.key:
+            unique = [table.key]
+    if unique and all(c in frame.columns for c in unique):
+        dup = frame.duplicated(unique, keep=False)
+        if dup.any():
+            violations.append(
+                Violation(
+                    name, "+".join(unique), None, f"duplicate key {unique}", int(dup.sum()), _examples(frame, dup, unique + list(frame.columns)[:4])
+                )
+            )
+
+    if table.role is Role.leads and table.outcome_values is not None:
+        mapping = {str(v): k for k, values in table.outcome_values.items() for v in values}
+        raw_outcome = frame[OUTCOME].astype("string")
+        mapped = raw_outcome.map(mapping)
+        unknown = mapped.isna() & raw_outcome.notna()
+        if unknown.any():
+            seen = sorted(raw_outcome[unknown].unique().tolist())[:10]
+            violations.append(
+                Violation(
+                    name, OUTCOME, table.columns[OUTCOME],
+                    f"unknown outcome value(s) {seen}; outcome_values declares {sorted(mapping)}",
+                    int(unknown.sum()), _examples(frame, unknown, [OUTCOME]),
+                )
+            )
+        frame[OUTCOME] = mapped.astype("category").cat.set_categories(["won", "lost", "open"])
+    if CHURN_LABEL in frame.columns and table.label_values is not None:
+        mapping = {str(v): k for k, values in table.label_values.items() for v in values}
+        raw_label = frame[CHURN_LABEL].astype("string")
+        mapped = raw_label.map(mapping)
+        unknown = mapped.isna() & raw_label.notna()
+        if unknown.any():
+            seen = sorted(raw_label[unknown].unique().tolist())[:10]
+            violations.append(
+                Violation(
+                    name, CHURN_LABEL, table.columns[CHURN_LABEL],
+                    f"label value(s) {seen} are neither positive {table.label_values.get('positive')} "
+                    f"nor negative {table.label_values.get('negative')}",
+                    int(unknown.sum()), _examples(frame, unknown, [CHURN_LABEL]),
+                )
+            )
+        frame[CHURN_LABEL] = mapped.map({"positive": 1, "negative": 0}).astype("Int8")
+    return frame.reset_index(drop=True)
+
+
+def _referential(spec: DatasetSpec, tables: dict[str, pd.DataFrame], violations: list[Violation]) -> None:
+    """Values of a lookup's key used in other tables must exist in the lookup."""
+    for lname, lspec in spec.tables.items():
+        if lspec.role is not Role.lookup or lname not in tables or tables[lname].empty:
+            continue
+        key = lspec.key
+        known = set(tables[lname][key].dropna().astype(str))
+        for tname, frame in tables.items():
+            if tname == lname or frame.empty or key not in frame.columns:
+                continue
+            values = frame[key].astype("string")
+            orphan = values.notna() & ~values.isin(known)
+            if orphan.any():
+                seen = sorted(values[orphan].unique().tolist())[:5]
+                violations.append(
+                    Violation(
+                        tname, key, spec.tables[tname].columns.get(key),
+                        f"value(s) {seen} not found in lookup table {lname!r}; map them with value_map",
+                        int(orphan.sum()), _examples(frame, orphan, [key]),
+                    )
+                )
+
+
+def read_table(spec: DatasetSpec, name: str, root: Path) -> pd.DataFrame:
+    """One canonical table, validated on its own (no cross-table checks)."""
+    violations: list[Violation] = []
+    frame = _canonical(name, spec.tables[name], _read_source(spec.tables[name], root), violations)
+    if violations:
+        raise DataValidationError(spec.name, violations)
+    return frame
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike[str], *, settings: Settings | None = None, root: Path | None = None
+) -> Dataset:
+    """Load and validate every table of a data set (a built-in name or a spec path)."""
+    settings = settings or get_settings()
+    spec, spec_path = load_spec(name_or_path)
+    meta: dict[str, object] = {}
+    if root is None:
+        if spec.generator is not None:
+            from features.synthetic import ensure_generated
+
+            root, meta = ensure_generated(spec.generator, settings)
+        else:
+            root = settings.data_root()
+    violations: list[Violation] = []
+    tables: dict[str, pd.DataFrame] = {}
+    for name, table in spec.tables.items():
+        tables[name] = _canonical(name, table, _read_source(table, root), violations)
+    _referential(spec, tables, violations)
+    if violations:
+        raise DataValidationError(spec.name, violations)
+    return Dataset(spec=spec, spec_path=spec_path, tables=tables, root=root, meta=meta)
+
+
+def join_lookups(frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
+    """Add the columns of every lookup table reachable through keys present in ``frame`` (left joins)."""
+    out = frame
+    pending = {n: t for n, t in dataset.spec.tables.items() if t.role is Role.lookup}
+    progress = True
+    while pending and progress:
+        progress = False
+        for lname, lspec in list(pending.items()):
+            if lspec.key in out.columns:
+                lookup = dataset.tables[lname]
+                extra = [c for c in lookup.columns if c not in out.columns]
+                if extra:
+                    right = lookup[[lspec.key, *extra]]
+                    if out[lspec.key].dtype != right[lspec.key].dtype:
+                        right = right.astype({lspec.key: out[lspec.key].dtype})
+                    out = out.merge(right, on=lspec.key, how="left", validate="many_to_one")
+                del pending[lname]
+                progress = True
+    return out
+
+
+def sales_facts(dataset: Dataset) -> pd.DataFrame:
+    """The transactions table joined with its lookups; every hierarchy level must be present and non-empty."""
+    facts = join_lookups(dataset.require(Role.transactions, "sales forecasting"), dataset)
+    violations = []
+    name = dataset.spec.table_of(Role.transactions)[0]  # type: ignore[index]
+    for i, levels in enumerate(dataset.spec.hierarchies):
+        for level in levels:
+            if level not in facts.columns:
+                violations.append(
+                    Violation(name, level, None, f"hierarchies[{i}] level is not in the transactions table "
+                              "nor in a lookup joined to it", 0)
+                )
+            elif facts[level].isna().any():
+                bad = facts[level].isna()
+                violations.append(
+                    Violation(name, level, None, f"hierarchies[{i}] level is empty after joining the lookups",
+                              int(bad.sum()), _examples(facts, bad, ["time", level]))
+                )
+    if violations:
+        raise DataValidationError(dataset.name, violations)
+    return facts

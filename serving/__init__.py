@@ -1,0 +1,1 @@
+"""salesml serving: the BentoML service over the MLflow champions."""

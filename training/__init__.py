@@ -1,0 +1,1 @@
+"""salesml training: forecasting and classifier trainers, backtests, MLflow tracking and promotion."""
