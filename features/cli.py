@@ -11,13 +11,17 @@ from rich.table import Table
 
 __all__ = ["data_app"]
 
-data_app = typer.Typer(help="Inspect and validate data sets (a built-in name or a path to a spec).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Inspect and validate data sets (a built-in name or a path to a spec).", no_args_is_help=True
+)
 console = Console(width=None if __import__("sys").stdout.isatty() else 150)
 
 
 @data_app.command("check")
 def check(
-    dataset: Annotated[str, typer.Argument(help="Built-in data set name (walmart, crm, ...) or path to a spec YAML.")],
+    dataset: Annotated[
+        str, typer.Argument(help="Built-in data set name (walmart, crm, ...) or path to a spec YAML.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Load and validate a data set, then print what it holds. Exit 2 if it breaks its spec."""
@@ -28,14 +32,20 @@ def check(
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
-    console.print(f"[bold]{summary['dataset']}[/bold]  spec {summary['spec']}  (fingerprint {summary['fingerprint']})")
+    console.print(
+        f"[bold]{summary['dataset']}[/bold]  spec {summary['spec']}  (fingerprint {summary['fingerprint']})"
+    )
     console.print(f"data root: {summary['root']}")
     if "synthetic" in summary:
         console.print(f"[yellow]SYNTHETIC[/yellow] {summary['synthetic']}")
     table = Table("table", "role", "rows", "cols", "date range", "entities", "labels")
     for t in summary["tables"]:
         table.add_row(
-            t["table"], t["role"], f"{t['rows']:,}", str(t["columns"]), t.get("date_range", ""),
+            t["table"],
+            t["role"],
+            f"{t['rows']:,}",
+            str(t["columns"]),
+            t.get("date_range", ""),
             ", ".join(f"{k}={v:,}" for k, v in t.get("entities", {}).items()),
             ", ".join(f"{k}={v:,}" for k, v in t.get("label_balance", {}).items()),
         )

@@ -29,7 +29,15 @@ from features.spec import (
     load_spec,
 )
 
-__all__ = ["DataValidationError", "Dataset", "Violation", "join_lookups", "load_dataset", "read_table", "sales_facts"]
+__all__ = [
+    "DataValidationError",
+    "Dataset",
+    "Violation",
+    "join_lookups",
+    "load_dataset",
+    "read_table",
+    "sales_facts",
+]
 
 _EXAMPLES = 5
 
@@ -145,7 +153,7 @@ def _read_source(table: TableSpec, root: Path) -> pd.DataFrame:
         empty = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
         frame = frame.drop(columns=empty)
     if opts.strip_whitespace:
-        for col in frame.columns[frame.dtypes == object]:
+        for col in frame.select_dtypes(include="object").columns:
             stripped = frame[col].str.strip()
             frame[col] = stripped.mask(stripped == "")
     if path.suffix == ".parquet" and opts.na_values:
@@ -158,7 +166,9 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
     missing = {c: s for c, s in table.columns.items() if s not in raw.columns}
     for canon, src in missing.items():
         violations.append(
-            Violation(name, canon, src, f"required column missing; the source has {list(raw.columns)[:30]}", 0)
+            Violation(
+                name, canon, src, f"required column missing; the source has {list(raw.columns)[:30]}", 0
+            )
         )
     if missing:
         return pd.DataFrame()
@@ -186,7 +196,10 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                 converted = original.dt.tz_localize(None) if original.dt.tz is not None else original
             else:
                 converted = pd.to_datetime(
-                    original.astype("string"), format=opts.date_format, dayfirst=opts.dayfirst, errors="coerce"
+                    original.astype("string"),
+                    format=opts.date_format,
+                    dayfirst=opts.dayfirst,
+                    errors="coerce",
                 )
             rule = f"date not parseable{f' with format {opts.date_format!r}' if opts.date_format else ''}"
         elif kind == "numeric":
@@ -194,7 +207,9 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
             rule = "not a number"
         elif kind == "bool":
             lowered = original.astype("string").str.strip().str.lower()
-            converted = lowered.map({"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False})
+            converted = lowered.map(
+                {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+            )
             rule = "not a boolean (true/false, yes/no, 1/0)"
         else:
             converted = original.astype("string")
@@ -215,7 +230,14 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
         nulls = frame[col].isna()
         if nulls.any():
             violations.append(
-                Violation(name, col, table.columns[col], "must not be empty", int(nulls.sum()), _examples(frame, nulls, list(frame.columns)[:6]))
+                Violation(
+                    name,
+                    col,
+                    table.columns[col],
+                    "must not be empty",
+                    int(nulls.sum()),
+                    _examples(frame, nulls, list(frame.columns)[:6]),
+                )
             )
 
     unique = list(table.unique)
@@ -228,7 +250,12 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
         if dup.any():
             violations.append(
                 Violation(
-                    name, "+".join(unique), None, f"duplicate key {unique}", int(dup.sum()), _examples(frame, dup, unique + list(frame.columns)[:4])
+                    name,
+                    "+".join(unique),
+                    None,
+                    f"duplicate key {unique}",
+                    int(dup.sum()),
+                    _examples(frame, dup, unique + list(frame.columns)[:4]),
                 )
             )
 
@@ -241,9 +268,12 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
             seen = sorted(raw_outcome[unknown].unique().tolist())[:10]
             violations.append(
                 Violation(
-                    name, OUTCOME, table.columns[OUTCOME],
+                    name,
+                    OUTCOME,
+                    table.columns[OUTCOME],
                     f"unknown outcome value(s) {seen}; outcome_values declares {sorted(mapping)}",
-                    int(unknown.sum()), _examples(frame, unknown, [OUTCOME]),
+                    int(unknown.sum()),
+                    _examples(frame, unknown, [OUTCOME]),
                 )
             )
         frame[OUTCOME] = mapped.astype("category").cat.set_categories(["won", "lost", "open"])
@@ -256,10 +286,13 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
             seen = sorted(raw_label[unknown].unique().tolist())[:10]
             violations.append(
                 Violation(
-                    name, CHURN_LABEL, table.columns[CHURN_LABEL],
+                    name,
+                    CHURN_LABEL,
+                    table.columns[CHURN_LABEL],
                     f"label value(s) {seen} are neither positive {table.label_values.get('positive')} "
                     f"nor negative {table.label_values.get('negative')}",
-                    int(unknown.sum()), _examples(frame, unknown, [CHURN_LABEL]),
+                    int(unknown.sum()),
+                    _examples(frame, unknown, [CHURN_LABEL]),
                 )
             )
         frame[CHURN_LABEL] = mapped.map({"positive": 1, "negative": 0}).astype("Int8")
@@ -282,9 +315,12 @@ def _referential(spec: DatasetSpec, tables: dict[str, pd.DataFrame], violations:
                 seen = sorted(values[orphan].unique().tolist())[:5]
                 violations.append(
                     Violation(
-                        tname, key, spec.tables[tname].columns.get(key),
+                        tname,
+                        key,
+                        spec.tables[tname].columns.get(key),
                         f"value(s) {seen} not found in lookup table {lname!r}; map them with value_map",
-                        int(orphan.sum()), _examples(frame, orphan, [key]),
+                        int(orphan.sum()),
+                        _examples(frame, orphan, [key]),
                     )
                 )
 
@@ -352,14 +388,26 @@ def sales_facts(dataset: Dataset) -> pd.DataFrame:
         for level in levels:
             if level not in facts.columns:
                 violations.append(
-                    Violation(name, level, None, f"hierarchies[{i}] level is not in the transactions table "
-                              "nor in a lookup joined to it", 0)
+                    Violation(
+                        name,
+                        level,
+                        None,
+                        f"hierarchies[{i}] level is not in the transactions table "
+                        "nor in a lookup joined to it",
+                        0,
+                    )
                 )
             elif facts[level].isna().any():
                 bad = facts[level].isna()
                 violations.append(
-                    Violation(name, level, None, f"hierarchies[{i}] level is empty after joining the lookups",
-                              int(bad.sum()), _examples(facts, bad, ["time", level]))
+                    Violation(
+                        name,
+                        level,
+                        None,
+                        f"hierarchies[{i}] level is empty after joining the lookups",
+                        int(bad.sum()),
+                        _examples(facts, bad, ["time", level]),
+                    )
                 )
     if violations:
         raise DataValidationError(dataset.name, violations)

@@ -15,14 +15,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SALESML_", extra="ignore")
 
-    data_dir: Path | None = Field(None, description="root of the public data sets; default ../shared/datasets")
+    data_dir: Path | None = Field(
+        None, description="root of the public data sets; default ../shared/datasets"
+    )
     home: Path = Field(REPO_ROOT, description="project folder holding models/ and data/ (generated data)")
     api_token: str | None = None
 
     def data_root(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir
-        for candidate in (self.home / ".." / "shared" / "datasets", Path.cwd() / ".." / "shared" / "datasets"):
+        for candidate in (
+            self.home / ".." / "shared" / "datasets",
+            Path.cwd() / ".." / "shared" / "datasets",
+        ):
             if candidate.is_dir():
                 return candidate.resolve()
         return (self.home / ".." / "shared" / "datasets").resolve()

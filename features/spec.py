@@ -34,8 +34,9 @@ from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from features.errors import SalesmlError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from features.errors import SalesmlError
 
 __all__ = [
     "BUILTIN_SPEC_DIR",
@@ -131,12 +132,16 @@ class ReadOptions(_Strict):
     sep: str = ","
     encoding: str = "utf-8"
     decimal: str = "."
-    na_values: list[str] = Field(default_factory=list, description="extra strings that mean missing, e.g. Select")
+    na_values: list[str] = Field(
+        default_factory=list, description="extra strings that mean missing, e.g. Select"
+    )
     keep_default_na: bool = True
     drop_unnamed_columns: bool = Field(False, description="drop empty 'Unnamed: N' columns (trailing commas)")
     date_format: str | None = Field(None, description="strptime format for the date columns, e.g. %Y%m%d")
     dayfirst: bool = False
-    strip_whitespace: bool = Field(False, description="strip spaces around text values; blank becomes missing")
+    strip_whitespace: bool = Field(
+        False, description="strip spaces around text values; blank becomes missing"
+    )
     dtype_str: list[str] = Field(
         default_factory=list, description="source columns read as text (zero-padded ids)"
     )
@@ -150,7 +155,9 @@ class TableSpec(_Strict):
     columns: dict[str, str] = Field(description="canonical name -> the source's column name")
     key: str | None = Field(None, description="lookup tables: the canonical column they are joined on")
     keys: list[str] = Field(default_factory=list, description="exogenous tables: series keys besides time")
-    unique: list[str] = Field(default_factory=list, description="canonical columns that must be unique together")
+    unique: list[str] = Field(
+        default_factory=list, description="canonical columns that must be unique together"
+    )
     id_from_row_number: str | None = Field(
         None, description="canonical id column to fill with the 1-based data row number (sources without ids)"
     )
@@ -237,7 +244,9 @@ class GeneratorSpec(_Strict):
 class ForecastSettings(_Strict):
     frequency: str = Field(description="pandas offset alias of the forecast grid: W-FRI, W-SUN, MS, ...")
     fill_gaps_with_zero: bool = Field(True, description="a period without sales is a real zero, not missing")
-    season_length: int | None = Field(None, description="periods per year; derived from the frequency if unset")
+    season_length: int | None = Field(
+        None, description="periods per year; derived from the frequency if unset"
+    )
 
     @field_validator("frequency")
     @classmethod
@@ -280,7 +289,9 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"hierarchies[{i}] is empty")
             for level in levels:
                 if level not in known:
-                    raise ValueError(f"hierarchies[{i}]: level {level!r} is not a canonical column of any table")
+                    raise ValueError(
+                        f"hierarchies[{i}]: level {level!r} is not a canonical column of any table"
+                    )
         for col in self.exogenous:
             if col not in known:
                 raise ValueError(f"exogenous: {col!r} is not a canonical column of any table")
@@ -313,7 +324,9 @@ def resolve_spec_path(name_or_path: str | os.PathLike[str]) -> Path:
     if "/" not in text and not text.endswith((".yaml", ".yml")):
         if builtin.exists():
             return builtin
-        raise SpecError(f"unknown dataset {text!r}: expected one of {builtin_names()} or a path to a .yaml spec")
+        raise SpecError(
+            f"unknown dataset {text!r}: expected one of {builtin_names()} or a path to a .yaml spec"
+        )
     path = Path(text)
     if not path.exists():
         raise SpecError(f"spec file {path} does not exist")

@@ -98,7 +98,7 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     for r, region in enumerate(REGIONS):
         for m in range(MANAGERS_PER_REGION):
             manager = f"M{r * MANAGERS_PER_REGION + m + 1:02d}"
-            for k in range(REPS_PER_MANAGER):
+            for _ in range(REPS_PER_MANAGER):
                 reps.append({"rep": f"R{len(reps) + 1:03d}", "manager": manager, "region": region})
     reps = pd.DataFrame(reps)
     reps["skill"] = rng.normal(0.0, 0.35, len(reps)).round(3)
@@ -106,7 +106,11 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     for series, base_price in SERIES.items():
         for p in range(PRODUCTS_PER_SERIES):
             products.append(
-                {"product_id": f"{series[:2].upper()}{p + 1}", "series": series, "list_price": base_price * (1 + p * 0.6)}
+                {
+                    "product_id": f"{series[:2].upper()}{p + 1}",
+                    "series": series,
+                    "list_price": base_price * (1 + p * 0.6),
+                }
             )
     products = pd.DataFrame(products)
 
@@ -121,7 +125,9 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     base_of_existing = rng.random(n_customers) < 0.35
     signup_offset = np.where(base_of_existing, 0, rng.integers(0, max(1, n_days - 30), n_customers))
     tickets = rng.poisson(np.where(seg == "smb", 1.2, 0.8))
-    has_contract = rng.random(n_customers) < np.where(seg == "enterprise", 0.7, np.where(seg == "mid", 0.45, 0.2))
+    has_contract = rng.random(n_customers) < np.where(
+        seg == "enterprise", 0.7, np.where(seg == "mid", 0.45, 0.2)
+    )
     discount = np.round(rng.choice([0, 0, 0, 5, 10, 15], size=n_customers) * 1.0, 1)
     log_h = (
         np.log(BASE_CHURN_MONTHLY / 30.4)
@@ -224,7 +230,10 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     is_open = decided >= n_days
     outcome = np.where(is_open, "open", np.where(won, "converted", "lost"))
     lead_ids = np.array([f"L{i + 1:06d}" for i in range(n_leads)])
-    estimate = np.round(rng.lognormal(np.log(np.where(size == "large", 20000, np.where(size == "medium", 8000, 3000))), 0.4), -1)
+    estimate = np.round(
+        rng.lognormal(np.log(np.where(size == "large", 20000, np.where(size == "medium", 8000, 3000))), 0.4),
+        -1,
+    )
     lost_reasons = np.array(["price", "timing", "competitor", "no_budget"])
     leads = pd.DataFrame(
         {
@@ -243,7 +252,9 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     )
     # Activities: emails and meetings between creation and decision (or the end of data for open leads),
     # plus onboarding calls after a win. Features must never count those.
-    act_entity = np.concatenate([np.repeat(np.arange(n_leads), emails), np.repeat(np.arange(n_leads), meetings)])
+    act_entity = np.concatenate(
+        [np.repeat(np.arange(n_leads), emails), np.repeat(np.arange(n_leads), meetings)]
+    )
     act_type = np.concatenate([np.full(emails.sum(), "email"), np.full(meetings.sum(), "meeting")])
     window_end = np.minimum(decided, n_days - 1)
     span = np.maximum(window_end - created, 1)
@@ -254,9 +265,17 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     act_entity = np.concatenate([act_entity, onboard[keep]])
     act_type = np.concatenate([act_type, np.full(keep.sum(), "onboarding_call")])
     act_day = np.concatenate([act_day, onboard_day[keep]])
-    activities = pd.DataFrame(
-        {"lead_id": lead_ids[act_entity], "time": start + pd.to_timedelta(act_day, unit="D"), "type": act_type}
-    ).sort_values(["time", "lead_id"], kind="stable").reset_index(drop=True)
+    activities = (
+        pd.DataFrame(
+            {
+                "lead_id": lead_ids[act_entity],
+                "time": start + pd.to_timedelta(act_day, unit="D"),
+                "type": act_type,
+            }
+        )
+        .sort_values(["time", "lead_id"], kind="stable")
+        .reset_index(drop=True)
+    )
 
     truth_customers = pd.DataFrame(
         {

@@ -1,0 +1,98 @@
+"""Shared fixtures. Every test session gets its own SALESML_HOME (models/, data/) in a temporary folder, so
+nothing from a developer's own runs leaks in and nothing is written to the work tree."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SALESML_DATA_DIR", REPO.parent / "shared" / "datasets"))
+BIN = Path(sys.executable).parent
+SMALL_SYNTHETIC_LINES = 40_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("salesml-home")
+    old = {k: os.environ.get(k) for k in ("SALESML_HOME", "MLFLOW_TRACKING_URI", "SALESML_DATA_DIR")}
+    os.environ["SALESML_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if SHARED.is_dir():
+        os.environ["SALESML_DATA_DIR"] = str(SHARED)
+    yield home
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private SALESML_HOME (empty MLflow store) for one test."""
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def requires_shared() -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not SHARED.is_dir(), reason=f"public data sets not found at {SHARED}")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"public data sets not found at {SHARED} (set SALESML_DATA_DIR)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in synthetic spec at a size that generates in about a second."""
+    spec = yaml.safe_load((REPO / "features" / "specs" / "synthetic.yaml").read_text())
+    spec["generator"]["n_order_lines"] = SMALL_SYNTHETIC_LINES
+    path = tmp_path_factory.mktemp("specs") / "synthetic-small.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run the installed ``salesml`` console command as a user would."""
+    full_env = {**os.environ, **(env or {}), "COLUMNS": "200"}
+    return subprocess.run(
+        [str(BIN / "salesml"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def copy_dataset(src: Path, dst_root: Path) -> Path:
+    """Copy one public data set folder into a writable data root (files keep their names)."""
+    target = dst_root / src.name
+    shutil.copytree(src, target)
+    for p in target.rglob("*"):
+        p.chmod(0o644 if p.is_file() else 0o755)
+    return target
+
+
+def postgres_url() -> str | None:
+    """The test database URL, or None when no server listens at 127.0.0.1:5432."""
+    url = os.environ.get("SALESML_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return url
+    except OSError:
+        return None
