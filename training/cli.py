@@ -1,4 +1,8 @@
-"""The ``salesml`` command: one entry point for people and scripts. Each command is thin."""
+"""The ``salesml`` command: one entry point for people and scripts. Each command is thin.
+
+Command groups are defined here; each product registers its commands from its own module
+(``training/cli_*.py``), imported at the bottom of this file.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from features.cli import data_app
 from features.errors import SalesmlError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "backtest_app", "main", "score_app", "train_app"]
 
 app = typer.Typer(
     name="salesml",
@@ -18,7 +23,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+train_app = typer.Typer(
+    help="Train a model as one MLflow run and register it (optionally promote it).", no_args_is_help=True
+)
+backtest_app = typer.Typer(
+    help="Backtest a model on rolling time windows without registering it.", no_args_is_help=True
+)
+score_app = typer.Typer(
+    help="Score entities with the champion model and write the scores to a file.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+app.add_typer(backtest_app, name="backtest")
+app.add_typer(score_app, name="score")
 
 _err = Console(stderr=True)
 
@@ -28,18 +45,21 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SalesmlError as err:
-        _err.print(f"[bold red]error:[/bold red] {err}", highlight=False, markup=True, soft_wrap=True)
+        _err.print(Text("error: ", style="bold red") + Text(str(err)), highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         _err.print("aborted")
         sys.exit(1)
     except (typer.Exit, SystemExit) as done:
-        code = getattr(done, "exit_code", getattr(done, "code", 0))
-        sys.exit(code)
-    except Exception as err:  # click usage errors
+        sys.exit(getattr(done, "exit_code", getattr(done, "code", 0)))
+    except Exception as err:
         import click
 
-        if isinstance(err, click.ClickException):
+        if isinstance(err, click.ClickException):  # usage errors: click prints them and exits 2
             err.show()
             sys.exit(err.exit_code)
         raise
+
+
+# Product command modules register themselves on the groups above.
+# (one import line per product; keep this list sorted)
