@@ -24,13 +24,11 @@ class Settings(BaseSettings):
     def data_root(self) -> Path:
         if self.data_dir is not None:
             return self.data_dir
-        for candidate in (
-            self.home / ".." / "shared" / "datasets",
-            Path.cwd() / ".." / "shared" / "datasets",
-        ):
+        candidates = [base / ".." / "shared" / "datasets" for base in (self.home, REPO_ROOT, Path.cwd())]
+        for candidate in candidates:
             if candidate.is_dir():
                 return candidate.resolve()
-        return (self.home / ".." / "shared" / "datasets").resolve()
+        return candidates[1].resolve()
 
     @property
     def models_dir(self) -> Path:
