@@ -1,0 +1,472 @@
+"""Lead and deal training sets: each lead as of its decision time, with only what was known then.
+
+One row per lead: ``lead_id``, ``decision_time``, ``label`` (1 won / converted, 0 lost, missing for open leads)
+and the candidate features. Which moment is the decision time depends on what the data holds:
+
+* rows in time order without dates (bank-marketing, ``row_order_is_time``): the row number is the clock;
+* no time at all (x-education): the row number is kept only as an index, and splits must be stratified;
+* dated leads without activities (crm deals): the engage date (``created_at``); the point-in-time win rates of
+  the agent, manager, office and product use only deals **closed strictly before** it;
+* dated leads with activities (synthetic): the decision itself (``closed_at``); activity counts use only events
+  **strictly before** it, so the onboarding calls logged after a win are never counted.
+
+Open leads are featurised as of the end of the data (``as_of``). Columns the spec declares ``post_outcome``, the
+role columns (``outcome``, ``created_at``, ``closed_at``) and identifier-like text columns never become features.
+
+Everything below is a function of one partition of leads plus the reference tables it needs (the closed-deal
+history, the activities, the lookups), with no global state, so it can be mapped over partitions later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.errors import SalesmlError
+from features.load import Dataset, join_lookups
+from features.spec import (
+    AMOUNT,
+    CLOSED_AT,
+    CREATED_AT,
+    ENTITY_ID,
+    LEAD_ID,
+    OUTCOME,
+    OWNER,
+    TIME,
+    Role,
+    TableSpec,
+)
+
+__all__ = [
+    "DECISION_TIME",
+    "LABEL",
+    "LeadSet",
+    "LeadSetOptions",
+    "activity_counts",
+    "build_lead_set",
+    "data_end",
+    "lead_features",
+    "leads_from_records",
+    "point_in_time_rates",
+]
+
+DECISION_TIME = "decision_time"
+LABEL = "label"
+ROLE_COLUMNS = {LEAD_ID, OUTCOME, CREATED_AT, CLOSED_AT}
+_PRICE_COLUMNS = ("list_price", "sales_price", "price")
+TimeKind = Literal["datetime", "row_order", "none"]
+
+
+@dataclass(frozen=True)
+class LeadSetOptions:
+    """How a lead set is built.
+
+    Attributes:
+        decision_at: ``"created"`` (features as of the lead's creation / engage date) or ``"closed"`` (as of
+            the moment before the decision). ``None`` picks ``"closed"`` when the data set has activities and
+            ``"created"`` otherwise.
+        prior_strength: pseudo-count pulling a group's win rate toward the overall rate of the same moment.
+        identifier_share: a text column with more distinct values than this share of rows is an identifier.
+    """
+
+    decision_at: Literal["created", "closed"] | None = None
+    prior_strength: float = 10.0
+    identifier_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class LeadSet:
+    """Candidate features of every lead (closed ones to train on, open ones to score).
+
+    Attributes:
+        frame: ``lead_id``, ``decision_time``, ``label`` and the feature columns.
+        numeric: numeric candidate features.
+        categorical: categorical candidate features.
+        time_kind: what ``decision_time`` is: a date, a row number that is a clock, or a mere row index.
+        excluded: columns that never become features, with the reason.
+        value_col: the column holding a lead's value for the expected value (amount or list price), if any.
+        as_of: the end of the data (open leads are scored as of this moment); ``None`` without dates.
+        activity_timing: per activity type, the share of its events dated after the lead's outcome.
+    """
+
+    frame: pd.DataFrame
+    numeric: list[str]
+    categorical: list[str]
+    time_kind: TimeKind
+    excluded: dict[str, str]
+    value_col: str | None = None
+    as_of: pd.Timestamp | None = None
+    activity_timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def closed(self) -> pd.DataFrame:
+        """Leads with a known outcome (the training set)."""
+        return self.frame[self.frame[LABEL].notna()].reset_index(drop=True)
+
+    def open(self) -> pd.DataFrame:
+        """Leads still open (the rows to score)."""
+        return self.frame[self.frame[LABEL].isna()].reset_index(drop=True)
+
+
+def data_end(leads: pd.DataFrame, activities: pd.DataFrame | None = None) -> pd.Timestamp | None:
+    """The latest date anywhere in the leads (and their activities): open leads are scored as of it."""
+    stamps = [leads[c].max() for c in (CREATED_AT, CLOSED_AT) if c in leads.columns]
+    if activities is not None and TIME in activities.columns and len(activities):
+        stamps.append(activities[TIME].max())
+    stamps = [s for s in stamps if pd.notna(s)]
+    return max(stamps) if stamps else None
+
+
+def _labels(outcome: pd.Series) -> pd.Series:
+    return outcome.astype("string").map({"won": 1.0, "lost": 0.0, "open": np.nan}).astype(float)
+
+
+def _decision_times(
+    leads: pd.DataFrame, *, time_kind: TimeKind, decision_at: str, as_of: pd.Timestamp | None
+) -> pd.Series:
+    if time_kind != "datetime":
+        if DECISION_TIME in leads.columns:
+            return leads[DECISION_TIME].astype("int64")
+        raise SalesmlError(f"leads without dates need a {DECISION_TIME!r} row-order column")
+    is_open = leads[OUTCOME].astype("string").eq("open")
+    own = CLOSED_AT if decision_at == "closed" else CREATED_AT
+    when = pd.to_datetime(leads[own]) if own in leads.columns else pd.Series(pd.NaT, index=leads.index)
+    if decision_at == "created" and CLOSED_AT in leads.columns:
+        # A closed lead without a creation date is decided as of its close (nothing later is known).
+        when = when.fillna(pd.to_datetime(leads[CLOSED_AT]))
+    when = when.where(~is_open, as_of)
+    missing = when.isna()
+    if missing.any():
+        raise SalesmlError(
+            f"{int(missing.sum())} closed lead(s) have no {own!r} date, so their decision time is unknown; "
+            f"first ids: {leads.loc[missing, LEAD_ID].head(5).tolist()}"
+        )
+    return when
+
+
+def point_in_time_rates(
+    partition: pd.DataFrame,
+    history: pd.DataFrame,
+    keys: Iterable[str],
+    *,
+    prior_strength: float = 10.0,
+) -> pd.DataFrame:
+    """Win rates and closed-deal counts per group, from deals closed strictly before each row's decision time.
+
+    Args:
+        partition: rows with ``decision_time`` (datetime) and the key columns.
+        history: closed deals with ``closed_at``, ``label`` (1 won / 0 lost) and the key columns.
+        keys: group columns (agent, manager, office, product, ...).
+        prior_strength: a group's rate is ``(wins + m * prior) / (deals + m)`` with ``prior`` the overall
+            rate of deals closed before the same moment; missing when nothing had closed yet.
+
+    Returns:
+        A frame aligned with ``partition``: ``{key}_win_rate`` and ``{key}_closed_deals`` per key.
+    """
+    keys = list(keys)
+    left = partition[[DECISION_TIME, *keys]].copy()
+    left["_row"] = np.arange(len(left))
+    left = left.sort_values(DECISION_TIME, kind="stable")
+    hist = history[history[LABEL].notna() & history[CLOSED_AT].notna()]
+    hist = hist.sort_values(CLOSED_AT, kind="stable")
+
+    def cumulative(by: list[str]) -> pd.DataFrame:
+        right = hist[[CLOSED_AT, *by, LABEL]].dropna(subset=by).copy()
+        grouped = right.groupby(by, observed=True, sort=False) if by else None
+        right["_n"] = grouped.cumcount() + 1 if grouped is not None else np.arange(1, len(right) + 1)
+        right["_w"] = grouped[LABEL].cumsum() if grouped is not None else right[LABEL].cumsum()
+        return right.drop(columns=LABEL)
+
+    def asof(right: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        lhs = left[[DECISION_TIME, "_row", *by]]
+        merged = pd.merge_asof(
+            lhs,
+            right.rename(columns={CLOSED_AT: DECISION_TIME}),
+            on=DECISION_TIME,
+            by=by or None,
+            allow_exact_matches=False,  # strictly before: a deal closing that very day is not yet known
+            direction="backward",
+        )
+        return merged.set_index("_row").sort_index()
+
+    total = asof(cumulative([]), [])
+    n_all = total["_n"].fillna(0).to_numpy()
+    prior = np.where(n_all > 0, total["_w"].fillna(0).to_numpy() / np.maximum(n_all, 1), np.nan)
+    out = pd.DataFrame(index=pd.RangeIndex(len(partition)))
+    for key in keys:
+        if partition[key].isna().all():
+            continue
+        matched = asof(cumulative([key]), [key])
+        n = matched["_n"].fillna(0).to_numpy()
+        w = matched["_w"].fillna(0).to_numpy()
+        out[f"{key}_win_rate"] = (w + prior_strength * prior) / (n + prior_strength)
+        out[f"{key}_closed_deals"] = n
+    out.index = partition.index
+    return out
+
+
+def activity_counts(
+    partition: pd.DataFrame, activities: pd.DataFrame, types: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """Per lead and activity type, the number of events strictly before the lead's decision time.
+
+    Args:
+        partition: rows with ``lead_id`` and ``decision_time`` (datetime).
+        activities: ``entity_id``, ``time``, ``type``.
+        types: the types to count (all types in ``activities`` when omitted).
+
+    Returns:
+        A frame aligned with ``partition`` with one ``n_{type}`` column per type.
+    """
+    types = sorted(activities["type"].dropna().astype(str).unique()) if types is None else list(types)
+    ev = activities[activities[ENTITY_ID].isin(partition[LEAD_ID])]
+    ev = ev.merge(
+        partition[[LEAD_ID, DECISION_TIME]].rename(columns={LEAD_ID: ENTITY_ID}), on=ENTITY_ID, how="inner"
+    )
+    ev = ev[ev[TIME] < ev[DECISION_TIME]]
+    counts = pd.crosstab(ev[ENTITY_ID], ev["type"].astype(str)) if len(ev) else pd.DataFrame()
+    out = pd.DataFrame(index=partition.index)
+    for t in types:
+        col = counts[t] if t in counts.columns else pd.Series(dtype=float)
+        out[f"n_{t}"] = partition[LEAD_ID].map(col).fillna(0).astype(float).to_numpy()
+    return out
+
+
+def _activity_timing(leads: pd.DataFrame, activities: pd.DataFrame) -> dict[str, float]:
+    """Per activity type, the share of events dated after the outcome of a closed lead (audit evidence)."""
+    closed = leads.loc[leads[OUTCOME].astype("string") != "open", [LEAD_ID, CLOSED_AT]]
+    ev = activities.merge(closed.rename(columns={LEAD_ID: ENTITY_ID}), on=ENTITY_ID, how="inner")
+    if ev.empty:
+        return {}
+    after = ev[TIME] > ev[CLOSED_AT]
+    return {str(k): float(v) for k, v in after.groupby(ev["type"].astype(str)).mean().items()}
+
+
+def _excluded_columns(table: TableSpec, frame: pd.DataFrame, identifier_share: float) -> dict[str, str]:
+    excluded = {c: "role column (id, outcome or a date)" for c in ROLE_COLUMNS if c in frame.columns}
+    for col in table.post_outcome:
+        excluded[col] = "declared post_outcome in the spec: known only after the outcome"
+    for col in frame.columns:
+        if col in excluded or col in (DECISION_TIME, LABEL):
+            continue
+        s = frame[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            excluded[col] = "a date attribute (not used as a feature)"
+        elif not pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            distinct = s.nunique(dropna=True)
+            if distinct > 50 and distinct > identifier_share * max(1, s.notna().sum()):
+                excluded[col] = f"identifier-like: {distinct} distinct values in {s.notna().sum()} rows"
+    return excluded
+
+
+def lead_features(
+    partition: pd.DataFrame,
+    table: TableSpec,
+    *,
+    time_kind: TimeKind,
+    decision_at: Literal["created", "closed"] = "created",
+    as_of: pd.Timestamp | None = None,
+    history: pd.DataFrame | None = None,
+    rate_keys: Iterable[str] = (),
+    activities: pd.DataFrame | None = None,
+    activity_types: Iterable[str] | None = None,
+    lookups: Dataset | None = None,
+    options: LeadSetOptions | None = None,
+) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
+    """Features of one partition of leads as of each lead's decision time.
+
+    Args:
+        partition: canonical leads (one row per ``lead_id``); row-ordered data sets carry ``decision_time``.
+        table: the leads table's spec (post-outcome columns).
+        time_kind: see :class:`LeadSet`.
+        decision_at: ``"created"`` or ``"closed"`` (see :class:`LeadSetOptions`).
+        as_of: the moment open leads are featurised at (the end of the data).
+        history: closed leads (``closed_at``, ``label`` and the rate keys) for the point-in-time win rates.
+        rate_keys: columns to compute point-in-time win rates for.
+        activities: the activity table (``entity_id``, ``time``, ``type``), or None.
+        activity_types: the activity types to count (fixed across partitions); all present when omitted.
+        lookups: a data set whose lookup tables are joined onto the leads (agent -> manager, product -> price).
+        options: build options.
+
+    Returns:
+        ``(frame, numeric, categorical, excluded)``: the frame holds ``lead_id``, ``decision_time``, ``label``
+        and every candidate feature.
+    """
+    options = options or LeadSetOptions()
+    frame = partition.copy()
+    if lookups is not None:
+        frame = join_lookups(frame, lookups)
+    frame[LABEL] = _labels(frame[OUTCOME])
+    frame[DECISION_TIME] = _decision_times(frame, time_kind=time_kind, decision_at=decision_at, as_of=as_of)
+    excluded = _excluded_columns(table, frame, options.identifier_share)
+
+    extra: list[pd.DataFrame] = []
+    if time_kind == "datetime":
+        years = [
+            c for c in frame.columns if c.startswith("year_") and pd.api.types.is_numeric_dtype(frame[c])
+        ]
+        for col in years:  # e.g. year_established -> account age at the decision time
+            age = frame[DECISION_TIME].dt.year - frame[col]
+            extra.append(age.rename(f"{col.removeprefix('year_')}_age_years").to_frame())
+            excluded[col] = f"converted to {col.removeprefix('year_')}_age_years at the decision time"
+        keys = [k for k in rate_keys if k in frame.columns]
+        if history is not None and keys:
+            extra.append(point_in_time_rates(frame, history, keys, prior_strength=options.prior_strength))
+        if activities is not None:
+            extra.append(activity_counts(frame, activities, activity_types))
+    numeric, categorical = [], []
+    for col in frame.columns:
+        if col in excluded or col in (DECISION_TIME, LABEL):
+            continue
+        s = frame[col]
+        if pd.api.types.is_bool_dtype(s) or s.dtype == "boolean":
+            frame[col] = s.astype(float)
+            numeric.append(col)
+        elif pd.api.types.is_numeric_dtype(s):
+            frame[col] = s.astype(float)
+            numeric.append(col)
+        else:
+            frame[col] = s.astype("string").astype(object).where(s.notna(), np.nan)
+            categorical.append(col)
+    for block in extra:
+        for col in block.columns:
+            frame[col] = block[col].astype(float).to_numpy()
+            numeric.append(col)
+    # Only the id, the clock, the label and the candidates leave this function (plus the creation date, for
+    # the age of open leads): post-outcome columns cannot reach a model by accident.
+    keep = [LEAD_ID, DECISION_TIME, LABEL, *numeric, *categorical]
+    if CREATED_AT in frame.columns:
+        keep.append(CREATED_AT)
+    return frame[keep].reset_index(drop=True), numeric, categorical, excluded
+
+
+def _rate_keys(dataset: Dataset, frame_columns: Iterable[str]) -> list[str]:
+    cols = set(frame_columns)
+    keys = [OWNER] if OWNER in cols else []
+    for levels in dataset.spec.hierarchies:
+        keys += [lvl for lvl in levels if lvl in cols and lvl not in keys]
+    return keys
+
+
+def build_lead_set(
+    dataset: Dataset, *, options: LeadSetOptions | None = None, as_of: pd.Timestamp | None = None
+) -> LeadSet:
+    """Every lead of a data set as of its decision time (closed ones labelled, open ones as of ``as_of``).
+
+    Args:
+        dataset: a loaded data set with a leads table.
+        options: build options.
+        as_of: the moment open leads are featurised at; the end of the data when omitted.
+
+    Returns:
+        The :class:`LeadSet`.
+
+    Raises:
+        SalesmlError: no leads table, or no closed lead of each class to learn from.
+    """
+    options = options or LeadSetOptions()
+    leads = dataset.require(Role.leads, "lead scoring")
+    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    activities = dataset.table(Role.activities)
+    has_dates = CREATED_AT in leads.columns or CLOSED_AT in leads.columns
+    time_kind: TimeKind = "datetime" if has_dates else ("row_order" if table.row_order_is_time else "none")
+    partition = leads.copy()
+    if time_kind != "datetime":
+        partition[DECISION_TIME] = np.arange(1, len(partition) + 1)
+    as_of = as_of if as_of is not None else data_end(leads, activities)
+    decision_at = options.decision_at or ("closed" if activities is not None else "created")
+    if decision_at == "closed" and CLOSED_AT not in leads.columns and time_kind == "datetime":
+        decision_at = "created"
+    history = None
+    if time_kind == "datetime" and CLOSED_AT in leads.columns:
+        history = join_lookups(leads, dataset)
+        history = history.assign(**{LABEL: _labels(history[OUTCOME])})
+    joined_cols = join_lookups(leads.head(1), dataset).columns
+    types = None
+    timing: dict[str, float] = {}
+    if activities is not None and time_kind == "datetime":
+        types = sorted(activities["type"].dropna().astype(str).unique())
+        if CLOSED_AT in leads.columns:
+            timing = _activity_timing(leads, activities)
+    frame, numeric, categorical, excluded = lead_features(
+        partition,
+        table,
+        time_kind=time_kind,
+        decision_at=decision_at,
+        as_of=as_of,
+        history=history,
+        rate_keys=_rate_keys(dataset, joined_cols),
+        activities=activities if time_kind == "datetime" else None,
+        activity_types=types,
+        lookups=dataset,
+        options=options,
+    )
+    labels = frame[LABEL].dropna()
+    if labels.nunique() < 2:
+        raise SalesmlError(
+            f"table {name!r}: lead scoring needs closed leads of both outcomes (won and lost); "
+            f"found {labels.value_counts().to_dict()}"
+        )
+    value_col = None
+    if AMOUNT in frame.columns and AMOUNT not in table.post_outcome:
+        value_col = AMOUNT
+    else:
+        prices = [c for c in numeric if c in _PRICE_COLUMNS]
+        value_col = prices[0] if prices else None
+    return LeadSet(
+        frame=frame,
+        numeric=numeric,
+        categorical=categorical,
+        time_kind=time_kind,
+        excluded=excluded,
+        value_col=value_col,
+        as_of=as_of if time_kind == "datetime" else None,
+        activity_timing=timing,
+    )
+
+
+def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:
+    """A batch of raw leads (dicts keyed by canonical column names) as a canonical, open leads frame.
+
+    Every record needs a non-empty ``lead_id``; ids must be unique in the batch. Unknown keys are an error
+    (they would be silently ignored otherwise); missing attributes are allowed and become missing values.
+
+    Raises:
+        SalesmlError: naming the record and the field.
+    """
+    rows = list(records)
+    if not rows:
+        raise SalesmlError("the lead batch is empty: send at least one lead with a 'lead_id'")
+    known = set(table.columns) - {OUTCOME, CLOSED_AT} - set(table.post_outcome)
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise SalesmlError(f"lead #{i}: expected an object of attributes, got {type(row).__name__}")
+        lead_id = row.get(LEAD_ID)
+        if lead_id is None or (isinstance(lead_id, str) and not lead_id.strip()):
+            raise SalesmlError(f"lead #{i}: missing 'lead_id' (every lead in a batch needs an id)")
+        unknown = sorted(set(row) - known)
+        if unknown:
+            raise SalesmlError(
+                f"lead #{i} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
+            )
+    frame = pd.DataFrame([dict(r) for r in rows])
+    frame[LEAD_ID] = frame[LEAD_ID].astype(str)
+    dup = frame[LEAD_ID].duplicated(keep=False)
+    if dup.any():
+        raise SalesmlError(
+            f"lead_id must be unique in a batch; repeated: {sorted(set(frame.loc[dup, LEAD_ID]))}"
+        )
+    frame[OUTCOME] = pd.Categorical(["open"] * len(frame), categories=["won", "lost", "open"])
+    if CREATED_AT in frame.columns:
+        frame[CREATED_AT] = pd.to_datetime(frame[CREATED_AT], errors="coerce")
+    for col, kind in table.types.items():
+        if col in frame.columns and kind == "numeric":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
