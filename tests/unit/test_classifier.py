@@ -1,0 +1,124 @@
+"""The shared classifier trainer: time-ordered slices, purge, calibration, bands, reasons, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.errors import SalesmlError
+from training.classifier import ClassifierData, TrainConfig, train_classifier
+from training.metrics import classification_metrics, expected_calibration_error
+
+FAST = TrainConfig(n_trials=3, timeout_s=60, band_labels=("A", "B", "C", "D"), n_jobs=1)
+
+
+def panel(n: int = 6000, seed: int = 0) -> pd.DataFrame:
+    """Monthly cutoffs; the label depends on x1 (strong), x2 (weak) and a category; noise column x3."""
+    rng = np.random.default_rng(seed)
+    cutoffs = pd.date_range("2022-01-31", periods=12, freq="ME")
+    frame = pd.DataFrame(
+        {
+            "entity": [f"E{i % 700}" for i in range(n)],
+            "cutoff": rng.choice(cutoffs, n),
+            "x1": rng.normal(size=n),
+            "x2": rng.normal(size=n),
+            "x3": rng.normal(size=n),
+            "segment": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    logit = -0.5 + 1.8 * frame["x1"] + 0.5 * frame["x2"] + np.where(frame["segment"] == "a", 1.0, 0.0)
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame
+
+
+def data_for(frame: pd.DataFrame, **kw) -> ClassifierData:
+    return ClassifierData(
+        frame=frame,
+        id_col="entity",
+        time_col="cutoff",
+        label_col="label",
+        numeric=["x1", "x2", "x3"],
+        categorical=["segment"],
+        rule_baselines={"x1_rule": "x1"},
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    frame = panel()
+    return frame, train_classifier(data_for(frame), FAST)
+
+
+def test_time_slices_are_ordered_and_purged() -> None:
+    frame = panel()
+    result = train_classifier(data_for(frame, purge=pd.Timedelta(days=45)), FAST)
+    tp = result.test_predictions
+    test_start = tp["cutoff"].min()
+    s = result.slices
+    train_last = pd.Timestamp(s["train"].split(" .. ")[1])
+    cal_first, cal_last = (pd.Timestamp(x) for x in s["calibration"].split(" .. "))
+    assert train_last < cal_first <= cal_last < test_start
+    # Purge: no training row's 45-day label window reaches the calibration slice.
+    assert train_last + pd.Timedelta(days=45) < cal_first
+    assert cal_last + pd.Timedelta(days=45) < test_start
+    assert s["purged_rows"]["train"] > 0
+
+
+def test_model_beats_noise_is_calibrated_and_bands_are_monotone(fitted) -> None:
+    _, result = fitted
+    m = result.metrics
+    assert m["model"]["roc_auc"] > 0.80
+    assert m["model"]["ece"] < 0.05
+    assert set(m) == {"model", "logistic", "x1_rule"}
+    rates = result.bands_test["observed_rate"].to_numpy()
+    assert list(result.bands_test["band"]) == ["A", "B", "C", "D"]
+    assert np.all(np.diff(rates) < 0), rates
+    top = result.importance["feature"].head(2).tolist()
+    assert top[0] == "x1"
+    assert "x3" not in top
+
+
+def test_reasons_are_signed_contributions_that_add_up(fitted) -> None:
+    frame, result = fitted
+    rows = frame.head(50)
+    contrib = result.model.contributions(rows)
+    booster = result.model.pipeline.named_steps["model"].booster_
+    X = result.model.pipeline.named_steps["prepare"].transform(result.model.prepare(rows))
+    raw = booster.predict(X, raw_score=True)
+    full = booster.predict(X, pred_contrib=True)
+    np.testing.assert_allclose(full.sum(axis=1), raw, rtol=1e-6, atol=1e-6)
+    out = result.model.predict(rows)
+    first = out["reason_1"].to_numpy()
+    for i, name in enumerate(first):
+        assert abs(contrib.iloc[i][name]) == pytest.approx(contrib.iloc[i].abs().max())
+    assert {"probability", "band", "reason_3", "reason_3_contribution", "reason_3_value"} <= set(out.columns)
+
+
+def test_same_seed_same_metrics() -> None:
+    frame = panel(2000)
+    a = train_classifier(data_for(frame), FAST).metrics
+    b = train_classifier(data_for(frame), FAST).metrics
+    assert a == b
+
+
+def test_bad_labels_and_missing_columns_are_named(fitted) -> None:
+    frame = panel(500)
+    with pytest.raises(SalesmlError, match="label column 'label' must hold only 0 and 1"):
+        train_classifier(data_for(frame.assign(label=frame["label"] * 2)), FAST)
+    with pytest.raises(SalesmlError, match="column 'x2' is not in the training frame"):
+        train_classifier(data_for(frame.drop(columns="x2")), FAST)
+    with pytest.raises(SalesmlError, match=r"feature column\(s\) \['x1'\] missing"):
+        fitted[1].model.predict(frame.drop(columns="x1"))
+
+
+def test_metrics_reference_values() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    m = classification_metrics(y, p)
+    assert m["roc_auc"] == pytest.approx(0.75)
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    # ECE by hand: bins 1, 4, 3, 8 each hold one row -> mean |y - p|.
+    assert expected_calibration_error(y, p) == pytest.approx(np.mean(np.abs(y - p)))
+    assert m["lift_top_decile"] == pytest.approx(2.0)

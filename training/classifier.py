@@ -1,0 +1,751 @@
+"""The one classifier trainer, shared by churn risk and lead / deal scoring.
+
+``train_classifier(data, config)``:
+
+1. splits the examples into train / calibration / test slices, in time order (``split="time"``: later slices
+   hold later times; rows whose label window reaches into the next slice are purged) or, for snapshot data
+   without time, stratified with a fixed seed (``split="stratified"``);
+2. searches LightGBM hyperparameters with Optuna on the calibration slice (bounded by trials and seconds;
+   linear trees are left out because LightGBM cannot give per-row contributions for them);
+3. chooses the probability calibration (none / sigmoid / isotonic) by Brier score in a two-fold split of the
+   calibration slice, then fits the chosen one on the whole slice;
+4. fits the baselines on the same slices: logistic regression and each rule (one column used as a score,
+   oriented on the train slice, isotonic-calibrated on the calibration slice);
+5. chooses band thresholds (risk tiers or grades A-D) on the calibration slice;
+6. reports every metric on the untouched test slice.
+
+The fitted :class:`ScoringModel` scores a frame of feature rows: probability, band and the top signed factors
+(LightGBM ``pred_contrib``, in log-odds, with the feature's value). :func:`log_and_register` makes the run one
+MLflow run, logs the model as a pyfunc with a signature and an input example, registers it, tags the version
+with its evaluation key and metrics, and (optionally) applies the shared promotion gate.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from features.errors import SalesmlError
+from training.metrics import band_table, classification_metrics, reliability_table
+
+__all__ = [
+    "ClassifierData",
+    "ScoringModel",
+    "TrainConfig",
+    "TrainedClassifier",
+    "decision_report",
+    "load_scoring_model",
+    "log_and_register",
+    "metrics_table",
+    "train_classifier",
+]
+
+GATE_DIRECTIONS = {"roc_auc": "higher", "brier": "lower"}
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ClassifierData:
+    """Examples for a binary classifier: one row per (entity, cutoff or decision time)."""
+
+    frame: pd.DataFrame
+    id_col: str
+    time_col: str
+    label_col: str
+    numeric: list[str]
+    categorical: list[str]
+    rule_baselines: dict[str, str] = field(default_factory=dict)
+    purge: pd.Timedelta | None = None
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    split: Literal["time", "stratified"] = "time"
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    n_trials: int = 15
+    timeout_s: float = 180.0
+    random_state: int = 42
+    band_labels: tuple[str, ...] = ("high", "medium", "low")
+    band_shares: tuple[float, ...] | None = None
+    n_jobs: int = 2
+
+
+def _default_shares(n: int) -> tuple[float, ...]:
+    return {2: (0.2, 0.8), 3: (0.1, 0.3, 0.6), 4: (0.1, 0.2, 0.3, 0.4)}.get(n, tuple([1.0 / n] * n))
+
+
+class ToCategory(BaseEstimator, TransformerMixin):
+    """Text columns -> pandas categoricals with the categories seen in fit; unseen values become missing.
+
+    LightGBM then treats them as native categorical features and contributions stay per original column.
+    """
+
+    def __init__(self, min_frequency: int = 5):
+        self.min_frequency = min_frequency
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> ToCategory:
+        self.categories_ = {}
+        for col in X.columns:
+            counts = X[col].astype("string").value_counts()
+            self.categories_[col] = sorted(counts[counts >= self.min_frequency].index.tolist())
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame(index=X.index)
+        for col, cats in self.categories_.items():
+            out[col] = pd.Categorical(X[col].astype("string").astype(object), categories=cats)
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(list(self.categories_), dtype=object)
+
+
+def _lgbm_pipeline(data: ClassifierData, params: Mapping[str, Any], config: TrainConfig) -> Pipeline:
+    from lightgbm import LGBMClassifier
+
+    pre = ColumnTransformer(
+        [("num", "passthrough", data.numeric), ("cat", ToCategory(), data.categorical)],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    model = LGBMClassifier(
+        objective="binary",
+        random_state=config.random_state,
+        n_jobs=config.n_jobs,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+        subsample_freq=1,
+        **params,
+    )
+    return Pipeline([("prepare", pre), ("model", model)])
+
+
+def _logistic_pipeline(data: ClassifierData, config: TrainConfig) -> Pipeline:
+    steps = []
+    if data.numeric:
+        steps.append(
+            (
+                "num",
+                make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()),
+                data.numeric,
+            )
+        )
+    if data.categorical:
+        steps.append(
+            (
+                "cat",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="(missing)"),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", min_frequency=10, sparse_output=False
+                    ),
+                ),
+                data.categorical,
+            )
+        )
+    return Pipeline(
+        [
+            ("prepare", ColumnTransformer(steps)),
+            ("model", LogisticRegression(C=0.5, max_iter=3000, random_state=config.random_state)),
+        ]
+    )
+
+
+class Calibrator:
+    """Maps raw probabilities to calibrated ones: ``none``, ``sigmoid`` (Platt on the logit) or ``isotonic``."""
+
+    def __init__(self, method: Literal["none", "sigmoid", "isotonic"]):
+        self.method = method
+
+    def fit(self, p: np.ndarray, y: np.ndarray) -> Calibrator:
+        if self.method == "sigmoid":
+            self.model_ = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
+        elif self.method == "isotonic":
+            self.model_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
+        return self
+
+    def transform(self, p: np.ndarray) -> np.ndarray:
+        if self.method == "sigmoid":
+            return self.model_.predict_proba(_logit(p)[:, None])[:, 1]
+        if self.method == "isotonic":
+            return np.clip(self.model_.predict(p), 0.0, 1.0)
+        return np.asarray(p)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+class ScoringModel:
+    """A fitted, calibrated classifier with bands and per-row reasons; what the pyfunc wraps."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        calibrator: Calibrator,
+        numeric: list[str],
+        categorical: list[str],
+        band_labels: tuple[str, ...],
+        band_thresholds: list[float],
+        n_reasons: int = 3,
+    ):
+        self.pipeline = pipeline
+        self.calibrator = calibrator
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.band_labels = tuple(band_labels)
+        self.band_thresholds = list(band_thresholds)
+        self.n_reasons = n_reasons
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Select and type the feature columns; a missing column is an error that names it."""
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise SalesmlError(f"feature column(s) {missing} missing; the model expects {self.features}")
+        X = frame[self.features].copy()
+        for col in self.numeric:
+            X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
+        for col in self.categorical:
+            X[col] = X[col].astype("string").astype(object)
+        return X
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        raw = self.pipeline.predict_proba(self.prepare(frame))[:, 1]
+        return self.calibrator.transform(raw)
+
+    def band(self, p: np.ndarray) -> np.ndarray:
+        """Bands from the highest-probability one down; thresholds are lower bounds of each band but the last."""
+        idx = np.zeros(len(p), dtype=int)
+        for t in self.band_thresholds:
+            idx += (np.asarray(p) < t).astype(int)
+        return np.asarray(self.band_labels, dtype=object)[idx]
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Signed per-feature contributions (log-odds of the uncalibrated model), one column per feature."""
+        X = self.pipeline.named_steps["prepare"].transform(self.prepare(frame))
+        contrib = self.pipeline.named_steps["model"].booster_.predict(X, pred_contrib=True)
+        return pd.DataFrame(contrib[:, :-1], columns=list(X.columns), index=frame.index)
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """probability, band and the top reasons (``reason_k``, ``reason_k_contribution``, ``reason_k_value``)."""
+        X = self.prepare(frame)
+        p = self.predict_proba(X)
+        out = pd.DataFrame({"probability": p, "band": self.band(p)}, index=frame.index)
+        contrib = self.contributions(X)
+        values = contrib.to_numpy()
+        order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, : self.n_reasons]
+        names = np.asarray(contrib.columns, dtype=object)
+        for k in range(min(self.n_reasons, values.shape[1])):
+            cols = order[:, k]
+            out[f"reason_{k + 1}"] = names[cols]
+            out[f"reason_{k + 1}_contribution"] = values[np.arange(len(values)), cols]
+            raw = X.to_numpy(dtype=object)[np.arange(len(X)), [self.features.index(n) for n in names[cols]]]
+            out[f"reason_{k + 1}_value"] = [_fmt(v) for v in raw]
+        return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return "missing"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass
+class TrainedClassifier:
+    model: ScoringModel
+    data: ClassifierData
+    config: TrainConfig
+    metrics: dict[str, dict[str, float]]
+    best_params: dict[str, Any]
+    calibration_report: dict[str, float | str]
+    bands_validation: pd.DataFrame
+    bands_test: pd.DataFrame
+    slices: dict[str, dict[str, Any]]
+    test_predictions: pd.DataFrame
+    importance: pd.DataFrame
+    baselines: dict[str, Any]
+    search_seconds: float
+
+    @property
+    def headline(self) -> dict[str, float]:
+        return self.metrics["model"]
+
+
+def _split(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Index, pd.Index, dict]:
+    frame = data.frame
+    y = frame[data.label_col]
+    if config.split == "stratified":
+        rest, test = train_test_split(
+            frame.index, test_size=config.fractions[2], stratify=y, random_state=config.random_state
+        )
+        share = config.fractions[1] / (config.fractions[0] + config.fractions[1])
+        train, calib = train_test_split(
+            rest, test_size=share, stratify=y.loc[rest], random_state=config.random_state
+        )
+        info = {"split": "stratified", "seed": config.random_state}
+        return pd.Index(train), pd.Index(calib), pd.Index(test), info
+    times = frame[data.time_col]
+    counts = times.value_counts().sort_index()
+    cum = counts.cumsum() / counts.sum()
+    f_train, f_cal = config.fractions[0], config.fractions[0] + config.fractions[1]
+    uniq = counts.index
+    if len(uniq) < 3:
+        raise SalesmlError(
+            f"a time split needs at least 3 distinct values of {data.time_col!r}; found {len(uniq)}"
+        )
+    # Each slice is a run of whole time values (all rows of one cutoff stay together).
+    train_end = uniq[min(int(np.searchsorted(cum.to_numpy(), f_train)), len(uniq) - 3)]
+    cal_end = uniq[
+        min(max(int(np.searchsorted(cum.to_numpy(), f_cal)), uniq.get_loc(train_end) + 1), len(uniq) - 2)
+    ]
+    train_mask, cal_mask, test_mask = (
+        times <= train_end,
+        (times > train_end) & (times <= cal_end),
+        times > cal_end,
+    )
+    cal_start, test_start = times[cal_mask].min(), times[test_mask].min()
+    purged = {"train": 0, "calibration": 0}
+    if data.purge is not None:
+        # A training row's label window [t, t + purge] must end before the next slice begins.
+        late_train = train_mask & (times + data.purge >= cal_start)
+        late_cal = cal_mask & (times + data.purge >= test_start)
+        purged = {"train": int(late_train.sum()), "calibration": int(late_cal.sum())}
+        train_mask, cal_mask = train_mask & ~late_train, cal_mask & ~late_cal
+    info = {
+        "split": "time",
+        "time_col": data.time_col,
+        "train": f"{times[train_mask].min()} .. {times[train_mask].max()}",
+        "calibration": f"{times[cal_mask].min()} .. {times[cal_mask].max()}",
+        "test": f"{times[test_mask].min()} .. {times[test_mask].max()}",
+        "purged_rows": purged,
+    }
+    for name, mask in (("train", train_mask), ("calibration", cal_mask), ("test", test_mask)):
+        if mask.sum() == 0 or y[mask].nunique() < 2:
+            raise SalesmlError(
+                f"the {name} slice ({info.get(name, '')}) has {int(mask.sum())} rows and not both classes; "
+                "more history or other cutoffs are needed"
+            )
+    return frame.index[train_mask], frame.index[cal_mask], frame.index[test_mask], info
+
+
+def _search(
+    data: ClassifierData, config: TrainConfig, X_tr, y_tr, X_cal, y_cal
+) -> tuple[dict[str, Any], float, int]:
+    import optuna
+    from sklearn.metrics import roc_auc_score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {
+            "n_estimators": trial.suggest_int("n_estimators", 50, 600, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 10, 300, log=True),
+            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        }
+        pipe = _lgbm_pipeline(data, params, config).fit(X_tr, y_tr)
+        return roc_auc_score(y_cal, pipe.predict_proba(X_cal)[:, 1])
+
+    sampler = optuna.samplers.TPESampler(seed=config.random_state)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    # A sensible default first, so even a one-trial budget is a reasonable model.
+    study.enqueue_trial(
+        {
+            "n_estimators": 200,
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "min_child_samples": 50,
+            "reg_lambda": 1.0,
+            "colsample_bytree": 0.8,
+            "subsample": 0.8,
+        }
+    )
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout_s)
+    return dict(study.best_params), time.perf_counter() - start, len(study.trials)
+
+
+def _choose_calibration(p_cal: np.ndarray, y_cal: np.ndarray, seed: int) -> tuple[str, dict[str, float]]:
+    """Brier of each method out of fold on the calibration slice; keep the best (none wins ties)."""
+    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
+    scores: dict[str, float] = {}
+    for method in ("none", "sigmoid", "isotonic"):
+        errs = []
+        for fit_idx, eval_idx in folds.split(p_cal, y_cal):
+            cal = Calibrator(method).fit(p_cal[fit_idx], y_cal[fit_idx])  # type: ignore[arg-type]
+            errs.append(np.mean((cal.transform(p_cal[eval_idx]) - y_cal[eval_idx]) ** 2))
+        scores[method] = float(np.mean(errs))
+    best = min(scores, key=lambda m: (scores[m] + (0 if m == "none" else 1e-5), m))
+    return best, scores
+
+
+def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
+    """Lower probability bounds of every band but the last, from the top share down."""
+    cum = np.cumsum(shares)[:-1]
+    return [float(np.quantile(p, 1 - c)) for c in cum]
+
+
+def train_classifier(data: ClassifierData, config: TrainConfig | None = None) -> TrainedClassifier:
+    """Split, search, calibrate, fit baselines, band, and evaluate on the untouched test slice."""
+    config = config or TrainConfig()
+    frame = data.frame
+    for col in [data.id_col, data.time_col, data.label_col, *data.features, *data.rule_baselines.values()]:
+        if col not in frame.columns:
+            raise SalesmlError(
+                f"column {col!r} is not in the training frame (columns: {list(frame.columns)[:20]})"
+            )
+    labels = frame[data.label_col]
+    if not set(pd.unique(labels.dropna())) <= {0, 1} or labels.isna().any():
+        raise SalesmlError(
+            f"label column {data.label_col!r} must hold only 0 and 1, found {sorted(pd.unique(labels.dropna()))[:5]}"
+        )
+    if not data.features:
+        raise SalesmlError("no feature columns to train on")
+
+    tr, cal, te, slices = _split(data, config)
+    model_proto = ScoringModel(
+        _lgbm_pipeline(data, {}, config),
+        Calibrator("none"),
+        data.numeric,
+        data.categorical,
+        config.band_labels,
+        [],
+    )
+    X = model_proto.prepare(frame)
+    y = labels.astype(int).to_numpy()
+    pos = {name: frame.index.get_indexer(ix) for name, ix in (("train", tr), ("cal", cal), ("test", te))}
+    X_tr, X_cal, X_te = X.iloc[pos["train"]], X.iloc[pos["cal"]], X.iloc[pos["test"]]
+    y_tr, y_cal, y_te = y[pos["train"]], y[pos["cal"]], y[pos["test"]]
+
+    best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal)
+    pipe = _lgbm_pipeline(data, best, config).fit(X_tr, y_tr)
+    raw_cal = pipe.predict_proba(X_cal)[:, 1]
+    method, cal_scores = _choose_calibration(raw_cal, y_cal, config.random_state)
+    calibrator = Calibrator(method).fit(raw_cal, y_cal)  # type: ignore[arg-type]
+    p_cal = calibrator.transform(raw_cal)
+    shares = config.band_shares or _default_shares(len(config.band_labels))
+    if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
+        raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
+    model = ScoringModel(
+        pipe, calibrator, data.numeric, data.categorical, config.band_labels, _band_thresholds(p_cal, shares)
+    )
+
+    p_te = model.predict_proba(X_te)
+    metrics = {"model": classification_metrics(y_te, p_te)}
+    predictions = {"model": p_te}
+    baselines: dict[str, Any] = {}
+    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr)
+    p_logit_cal = logit.predict_proba(X_cal)[:, 1]
+    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state)
+    logit_cal = Calibrator(logit_method).fit(p_logit_cal, y_cal)  # type: ignore[arg-type]
+    predictions["logistic"] = logit_cal.transform(logit.predict_proba(X_te)[:, 1])
+    metrics["logistic"] = classification_metrics(y_te, predictions["logistic"])
+    baselines["logistic"] = {"pipeline": logit, "calibration": logit_method}
+    for name, col in data.rule_baselines.items():
+        score = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        fill = float(score.iloc[pos["train"]].median())
+        s = score.fillna(fill).to_numpy()
+        from sklearn.metrics import roc_auc_score
+
+        sign = 1.0 if roc_auc_score(y_tr, s[pos["train"]]) >= 0.5 else -1.0
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(sign * s[pos["cal"]], y_cal)
+        predictions[name] = iso.predict(sign * s[pos["test"]])
+        # Rank metrics of the raw rule (isotonic steps would create ties), probability metrics after calibration.
+        m = classification_metrics(y_te, predictions[name])
+        raw = classification_metrics(y_te, sign * s[pos["test"]])
+        m["roc_auc"], m["pr_auc"] = raw["roc_auc"], raw["pr_auc"]
+        metrics[name] = m
+        baselines[name] = {"column": col, "sign": sign}
+
+    bands_cal = band_table(y_cal, p_cal, model.band(p_cal), config.band_labels)
+    bands_test = band_table(y_te, p_te, model.band(p_te), config.band_labels)
+    contrib = model.contributions(X_te)
+    importance = (
+        contrib.abs()
+        .mean()
+        .sort_values(ascending=False)
+        .rename("mean_abs_contribution")
+        .reset_index()
+        .rename(columns={"index": "feature"})
+    )
+    test_pred = pd.DataFrame(
+        {
+            data.id_col: frame.iloc[pos["test"]][data.id_col].to_numpy(),
+            data.time_col: frame.iloc[pos["test"]][data.time_col].to_numpy(),
+            "label": y_te,
+        }
+    )
+    for name, p in predictions.items():
+        test_pred[f"p_{name}"] = p
+    slices.update({"rows": {"train": len(tr), "calibration": len(cal), "test": len(te)}, "trials": n_trials})
+    return TrainedClassifier(
+        model=model,
+        data=data,
+        config=config,
+        metrics=metrics,
+        best_params=best,
+        calibration_report={"chosen": method, **{f"brier_{k}": v for k, v in cal_scores.items()}},
+        bands_validation=bands_cal,
+        bands_test=bands_test,
+        slices=slices,
+        test_predictions=test_pred,
+        importance=importance,
+        baselines=baselines,
+        search_seconds=seconds,
+    )
+
+
+# --- reporting and MLflow ------------------------------------------------------------------------------------
+
+
+def metrics_table(result: TrainedClassifier) -> pd.DataFrame:
+    return pd.DataFrame(result.metrics).T.rename_axis("model").reset_index()
+
+
+def _plots(result: TrainedClassifier, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    tp = result.test_predictions
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    for name in [c.removeprefix("p_") for c in tp.columns if c.startswith("p_")]:
+        rel = reliability_table(tp["label"], tp[f"p_{name}"])
+        ax.plot(rel["predicted"], rel["observed"], marker="o", label=name)
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Reliability (test slice)")
+    ax.legend()
+    paths.append(folder / "reliability.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name in [c.removeprefix("p_") for c in tp.columns if c.startswith("p_")]:
+        order = np.argsort(-tp[f"p_{name}"].to_numpy(), kind="stable")
+        gains = np.cumsum(tp["label"].to_numpy()[order]) / max(1, tp["label"].sum())
+        ax.plot(np.arange(1, len(order) + 1) / len(order), gains, label=name)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set(
+        xlabel="share of rows, highest score first",
+        ylabel="share of positives captured",
+        title="Cumulative gains (lift)",
+    )
+    ax.legend()
+    paths.append(folder / "lift.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    imp = result.importance.head(15).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(imp) + 1))
+    ax.barh(imp["feature"], imp["mean_abs_contribution"])
+    ax.set(xlabel="mean |contribution| (log-odds), test slice", title="Factor importance")
+    paths.append(folder / "importance.png")
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def decision_report(result: TrainedClassifier) -> str:
+    """A short human-readable account of what was chosen and why."""
+    m = result.metrics
+    lines = [
+        f"# {result.data.label_col} classifier",
+        "",
+        f"Split: {json.dumps(result.slices, default=str)}",
+        f"Search: {result.slices.get('trials')} trials in {result.search_seconds:.1f}s; best {json.dumps(result.best_params)}",
+        f"Calibration: {result.calibration_report['chosen']} (out-of-fold Brier on the calibration slice: "
+        + ", ".join(
+            f"{k.removeprefix('brier_')} {v:.4f}"
+            for k, v in result.calibration_report.items()
+            if k.startswith("brier_")
+        )
+        + ")",
+        f"Band thresholds (lower bounds, calibration slice): {dict(zip(result.config.band_labels, result.model.band_thresholds, strict=False))}",
+        "",
+        "Test slice:",
+        metrics_table(result).to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        "",
+        "Bands on the test slice:",
+        result.bands_test.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+    ]
+    best_base = max((k for k in m if k != "model"), key=lambda k: m[k]["roc_auc"], default=None)
+    if best_base:
+        lines.append(
+            f"\nModel vs best baseline ({best_base}): ROC AUC {m['model']['roc_auc']:.4f} vs {m[best_base]['roc_auc']:.4f}, "
+            f"Brier {m['model']['brier']:.4f} vs {m[best_base]['brier']:.4f}"
+        )
+    return "\n".join(lines)
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class _ScoringPyfunc(mlflow.pyfunc.PythonModel):
+        def load_context(self, context) -> None:  # noqa: ANN001
+            import joblib
+
+            self.scoring = joblib.load(context.artifacts["scoring_model"])
+
+        def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
+            return self.scoring.predict(model_input).reset_index(drop=True)
+
+    return _ScoringPyfunc
+
+
+def log_and_register(
+    result: TrainedClassifier,
+    registered_name: str,
+    dataset: Any,
+    *,
+    promote: bool = False,
+    data_cutoff: str | None = None,
+    extra_artifacts: Mapping[str, pd.DataFrame | str | Path] | None = None,
+    extra_metrics: Mapping[str, float] | None = None,
+    extra_params: Mapping[str, Any] | None = None,
+    run_name: str | None = None,
+) -> tuple[str, Any]:
+    """One MLflow run: params, spec + fingerprint, metrics of the model and every baseline, tables and plots as
+    artifacts, the model as a pyfunc (signature + input example), registered under ``registered_name``.
+
+    Returns the registered version and the gate decision (None when ``promote`` is False).
+    """
+    import joblib
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from training.registry import configure, eval_key, promote_if_better, tag_version
+
+    configure(registered_name)
+    spec = dataset.spec
+    fingerprint = spec.fingerprint()
+    key = eval_key(
+        fingerprint,
+        registered_name,
+        result.config.split,
+        result.config.random_state,
+        json.dumps(result.slices, sort_keys=True, default=str),
+    )
+    with (
+        mlflow.start_run(run_name=run_name or f"{registered_name}-{spec.name}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = Path(tmp)
+        mlflow.set_tags(
+            {
+                "salesml.model": registered_name,
+                "salesml.dataset": spec.name,
+                "salesml.spec_fingerprint": fingerprint,
+            }
+        )
+        params = {
+            "dataset": spec.name,
+            "spec_fingerprint": fingerprint,
+            "features_numeric": ",".join(result.data.numeric),
+            "features_categorical": ",".join(result.data.categorical),
+            "calibration": result.calibration_report["chosen"],
+            "band_thresholds": json.dumps(result.model.band_thresholds),
+            **{f"config.{k}": v for k, v in asdict(result.config).items()},
+            **{f"best.{k}": v for k, v in result.best_params.items()},
+            **{f"slice.{k}": v for k, v in result.slices.items()},
+            **(extra_params or {}),
+        }
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        flat = {
+            f"{model}_{metric}": value for model, ms in result.metrics.items() for metric, value in ms.items()
+        }
+        flat.update(result.headline)  # roc_auc, brier, ... of the model itself: the gated names
+        flat.update(extra_metrics or {})
+        mlflow.log_metrics({k: float(v) for k, v in flat.items() if v == v})
+        mlflow.log_text(dataset.spec_path.read_text(), "spec.yaml")
+        tables = {
+            "metrics.csv": metrics_table(result),
+            "bands_validation.csv": result.bands_validation,
+            "bands_test.csv": result.bands_test,
+            "importance.csv": result.importance,
+            "test_predictions.parquet": result.test_predictions,
+        }
+        for name, value in (extra_artifacts or {}).items():
+            if isinstance(value, pd.DataFrame):
+                tables[name] = value
+            else:
+                mlflow.log_artifact(str(value))
+        for name, table in tables.items():
+            path = folder / name
+            table.to_parquet(path, index=False) if name.endswith(".parquet") else table.to_csv(
+                path, index=False
+            )
+            mlflow.log_artifact(str(path), artifact_path="tables")
+        for path in _plots(result, folder):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        mlflow.log_text(decision_report(result), "decision_report.md")
+
+        joblib.dump(result.model, folder / "scoring_model.joblib")
+        example = result.data.frame[result.model.features].head(5)
+        example = result.model.prepare(example)
+        signature = infer_signature(example, result.model.predict(example).reset_index(drop=True))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_pyfunc_class()(),
+            artifacts={"scoring_model": str(folder / "scoring_model.joblib")},
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_name,
+        )
+        version = str(info.registered_model_version)
+        run_id = run.info.run_id
+    tag_version(
+        registered_name,
+        version,
+        key,
+        {k: result.headline[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile")},
+        dataset=spec.name,
+        spec_fingerprint=fingerprint,
+        run_id=run_id,
+        data_cutoff=data_cutoff or "",
+    )
+    decision = promote_if_better(registered_name, version, directions=GATE_DIRECTIONS) if promote else None
+    return version, decision
+
+
+def load_scoring_model(model_uri: str) -> ScoringModel:
+    """The :class:`ScoringModel` inside a logged classifier (``models:/churn_risk@champion``, a run URI, ...).
+
+    Call its ``predict`` with raw feature frames: it types the columns itself, so integer columns need no cast
+    (MLflow's pyfunc schema enforcement would refuse int64 where the signature says double).
+    """
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().scoring
