@@ -63,3 +63,7 @@ def main() -> None:
 
 # Product command modules register themselves on the groups above.
 # (one import line per product; keep this list sorted)
+import serving.cli  # noqa: E402,F401
+import training.cli_churn  # noqa: E402,F401
+import training.cli_leads  # noqa: E402,F401
+import training.cli_sales  # noqa: E402,F401

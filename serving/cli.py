@@ -1,0 +1,41 @@
+"""``salesml serve``: a thin wrapper over ``bentoml serve serving.service:SalesML``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.settings import REPO_ROOT, get_settings
+from training.cli import app
+
+__all__ = ["serve"]
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    workers: Annotated[int, typer.Option(help="Number of service worker processes.")] = 1,
+) -> None:
+    """Serve the champions of sales_forecast, churn_risk and lead_score over HTTP (OpenAPI at /docs.json)."""
+    settings = get_settings()
+    env = {
+        **os.environ,
+        # Keep BentoML's own state out of the project folder (STACK-NOTES: builds inside it break).
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(Path.home() / ".bentoml")),
+        "SALESML_HOME": str(settings.home),
+        # Fail fast when a registry server is unreachable: the service then serves its local copies.
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+    }
+    bentoml = Path(sys.executable).parent / "bentoml"
+    cmd = [str(bentoml), "serve", "serving.service:SalesML", "--host", host, "--port", str(port)]
+    if workers != 1:
+        cmd += ["--api-workers", str(workers)]
+    # Replace this process, so that stopping `salesml serve` stops the server itself.
+    os.chdir(REPO_ROOT)
+    os.execve(cmd[0], cmd, env)

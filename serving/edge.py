@@ -1,0 +1,145 @@
+"""The service's edge: bearer-token access, JSON ``/readyz`` and ``GET /models``, and one log line per rejection.
+
+A plain ASGI middleware, so it sees every request before BentoML's router: ``/healthz`` (process up) and
+``/metrics`` stay BentoML's own; ``/readyz`` answers with the state of each model (fresh, stale or missing) and
+is 503 when no model is loaded.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["EdgeMiddleware", "OPEN_PATHS", "ClientErrorLogFilter", "readable_error"]
+
+OPEN_PATHS = {"/healthz", "/livez", "/readyz", "/metrics"}
+MODEL_OF_PATH = {
+    "/churn/score": "churn_risk",
+    "/leads/score": "lead_score",
+    "/forecast": "sales_forecast",
+    "/plan": "sales_forecast",
+}
+logger = logging.getLogger("salesml.edge")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body, default=str).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class EdgeMiddleware:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        method = scope.get("method", "GET")
+        token = os.environ.get("SALESML_API_TOKEN")
+        if token and path not in OPEN_PATHS:
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                logger.debug("rejected %s %s: 401 missing or wrong token", method, path)
+                await _json(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b"Bearer")])
+                return
+        if (path in ("/readyz", "/models") and method == "GET") or path in MODEL_OF_PATH:
+            import bentoml
+
+            service = bentoml.get_current_service()
+            if service is None:
+                await _json(send, 503, {"error": "the service is starting; retry shortly"})
+                return
+            if path == "/readyz":
+                status = service.readiness()
+                await _json(send, 200 if status["ready"] else 503, status)
+                return
+            if path == "/models":
+                await _json(send, 200, {"models": service.models_info()})
+                return
+            model = MODEL_OF_PATH[path]
+            snapshot = service.store.snapshot
+            if model not in snapshot.champions:
+                reason = snapshot.problems.get(model, "not loaded")
+                logger.debug("rejected %s %s: 503 model %s not served", method, path, model)
+                await _json(send, 503, {"error": f"model {model!r} is not being served: {reason}"})
+                return
+
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            # Client errors are buffered and rewritten into one readable shape; everything else streams.
+            if message["type"] == "http.response.start":
+                start.update(message)
+                if not 400 <= message["status"] < 500:
+                    await send(message)
+                return
+            if start and 400 <= start["status"] < 500:
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    status = start["status"]
+                    body = readable_error(b"".join(chunks))
+                    logger.debug("rejected %s %s: %s %s", method, path, status, body.get("error", "")[:200])
+                    await _json(send, status, body)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def readable_error(raw: bytes) -> dict[str, Any]:
+    """BentoML's 4xx bodies as ``{"error": "<field>: <problem>; ...", "fields": [{"field", "problem"}]}``."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {"error": raw.decode("utf-8", "replace")[:500]}
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        body = body[0]  # BentoML wraps InvalidArgument messages in a one-element list
+    if not isinstance(body, dict):
+        return {"error": str(body)[:500]}
+    detail = body.get("detail")
+    if isinstance(detail, list) and detail:
+        fields = []
+        for d in detail:
+            loc = ".".join(str(p) for p in d.get("loc", [])) or "(body)"
+            fields.append({"field": loc, "problem": d.get("msg", "invalid")})
+        message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields[:10])
+        return {"error": message, "fields": fields}
+    return {"error": str(body.get("error", body))}
+
+
+class ClientErrorLogFilter(logging.Filter):
+    """Drop BentoML's traceback for requests rejected as bad input; the edge already logged one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            return False
+        code = getattr(getattr(exc, "error_code", None), "value", None)
+        return not (isinstance(code, int) and 400 <= code < 500)

@@ -1,0 +1,171 @@
+"""Request and response bodies of the HTTP service (pydantic; they are the OpenAPI document).
+
+Requests forbid unknown fields, so a typo is a 400 that names the field instead of a silently ignored option.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ChurnResult",
+    "ChurnScoreRequest",
+    "EmptyRequest",
+    "ForecastRequest",
+    "LeadScoreRequest",
+    "PlanRequest",
+    "CustomerItem",
+    "ForecastNode",
+    "ItemError",
+    "LeadItem",
+    "LeadResult",
+    "ModelInfo",
+    "PeriodForecast",
+    "PlanChild",
+    "PlanResponse",
+    "QuarterTotal",
+    "Reason",
+]
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+FeatureValue = float | int | str | bool | None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CustomerItem(_Request):
+    customer_id: Id = Field(description="The customer's id as in the data set.")
+    features: dict[str, FeatureValue] | None = Field(
+        None,
+        description="Feature values to score with instead of the stored snapshot (canonical feature names).",
+    )
+
+
+class LeadItem(_Request):
+    lead_id: Id = Field(description="The lead's or deal's id.")
+    features: dict[str, FeatureValue] = Field(
+        default_factory=dict,
+        description="The lead's attributes (canonical names of the data set's leads table).",
+    )
+
+
+class ChurnScoreRequest(_Request):
+    customers: list[CustomerItem] = Field(description="Customers to score, by id or with feature values.")
+
+
+class LeadScoreRequest(_Request):
+    leads: list[LeadItem] = Field(description="Leads or deals to score with their attributes.")
+
+
+class ForecastRequest(_Request):
+    nodes: list[Id] | None = Field(None, description="Node ids (e.g. 'total', 'store_type=A/store=1').")
+    level: Id | None = Field(None, description="A hierarchy level name; every node of that level.")
+
+
+class PlanRequest(_Request):
+    node: Id = Field(description="The node whose quarter target is given.")
+    target: float = Field(gt=0, allow_inf_nan=False, description="The quarter target, a positive amount.")
+    quarter: Literal["current", "next"] = Field("next", description="Which quarter the target is for.")
+
+
+class EmptyRequest(_Request):
+    pass
+
+
+class Reason(BaseModel):
+    feature: str
+    contribution: float = Field(
+        description="Signed contribution to the log-odds (positive raises the probability)."
+    )
+    value: str
+
+
+class ModelRef(BaseModel):
+    model_name: str
+    model_version: str
+    data_cutoff: str = Field(description="Date of the data the features / forecasts were computed from.")
+
+
+class ItemError(BaseModel):
+    id: str
+    error: str
+
+
+class ChurnResult(ModelRef):
+    customer_id: str
+    probability: float = Field(ge=0, le=1, description="Probability of no purchase within horizon_days.")
+    horizon_days: int
+    tier: str
+    reasons: list[Reason]
+    revenue_at_risk: float | None = Field(None, description="probability x trailing 12-month revenue")
+
+
+class LeadResult(ModelRef):
+    lead_id: str
+    probability: float = Field(ge=0, le=1)
+    grade: str
+    factors: list[Reason]
+    expected_value: float | None = None
+
+
+class PeriodForecast(BaseModel):
+    ds: str
+    mean: float
+    lo_80: float
+    hi_80: float
+    lo_95: float
+    hi_95: float
+
+
+class QuarterTotal(BaseModel):
+    quarter: Literal["current", "next"]
+    period: str
+    actual_to_date: float
+    mean: float
+    median: float
+    lo_80: float
+    hi_80: float
+    lo_95: float
+    hi_95: float
+
+
+class ForecastNode(ModelRef):
+    node: str
+    level: str
+    periods: list[PeriodForecast]
+    quarters: list[QuarterTotal]
+
+
+class PlanChild(BaseModel):
+    node: str
+    level: str
+    role: Literal["node", "child"]
+    share: float
+    target: float
+    median: float
+    probability: float = Field(
+        ge=0, le=1, description="Calibrated probability that the quarter total reaches target."
+    )
+
+
+class PlanResponse(ModelRef):
+    node: str
+    quarter: Literal["current", "next"]
+    target: float
+    rows: list[PlanChild]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    alias: str
+    source: str
+    stale: bool
+    dataset: str
+    trained_at: str
+    data_cutoff: str
+    metrics: dict[str, float]

@@ -1,0 +1,401 @@
+"""The salesml HTTP service: one BentoML service over the MLflow champions.
+
+Start it with ``salesml serve`` (a thin wrapper over ``bentoml serve serving.service:SalesML``). At start-up it
+resolves ``models:/<name>@champion`` for sales_forecast, churn_risk and lead_score (see
+:mod:`serving.champions`), serves whichever exist and says which are missing. Requests are validated at the edge
+(pydantic); per-item problems become error entries, never a failed batch; nothing a client sends produces a 5xx.
+No feature logic lives here: churn features come from the materialized snapshot written by ``features/``, lead
+features are built by ``training.leads.score_lead_records`` (which calls ``features/``), forecasts are read from
+the trained artifacts through ``training.forecast.serve_api``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import bentoml
+from pydantic import BaseModel, Field
+
+from serving.edge import ClientErrorLogFilter, EdgeMiddleware
+from serving.schemas import (
+    ChurnResult,
+    ChurnScoreRequest,
+    CustomerItem,
+    EmptyRequest,
+    ForecastNode,
+    ForecastRequest,
+    ItemError,
+    LeadItem,
+    LeadResult,
+    LeadScoreRequest,
+    PlanRequest,
+    PlanResponse,
+)
+
+with bentoml.importing():
+    import numpy as np
+    import pandas as pd
+
+    from features.errors import SalesmlError
+    from serving.champions import MODEL_NAMES, Champion, ChampionStore
+
+logger = logging.getLogger("salesml.service")
+
+
+class BadRequest(bentoml.exceptions.InvalidArgument):
+    """A 400 whose message names the field and what was expected."""
+
+
+class ChurnScoreResponse(BaseModel):
+    results: list[ChurnResult | ItemError] = Field(description="One entry per requested customer, in order.")
+
+
+class LeadScoreResponse(BaseModel):
+    results: list[LeadResult | ItemError] = Field(description="One entry per requested lead, in order.")
+
+
+class ForecastResponse(BaseModel):
+    results: list[ForecastNode]
+
+
+class ReloadResponse(BaseModel):
+    ready: bool
+    models: dict[str, dict[str, Any]]
+
+
+# --- loaders: local model folder -> what the endpoints use ---------------------------------------------------
+
+
+def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The scoring model and the feature snapshot (the live one, copied beside the model; the copy when gone)."""
+    import shutil
+
+    from features.churn_snapshot import read_churn_snapshot, snapshot_path
+    from training.classifier import load_scoring_model
+
+    scoring = load_scoring_model(str(path))
+    live, copy = snapshot_path(meta.get("dataset", "")), path.parent / "churn_snapshot.parquet"
+    if live.exists():
+        shutil.copyfile(live, copy.with_suffix(".tmp"))
+        os.replace(copy.with_suffix(".tmp"), copy)
+    snapshot, snap_meta = read_churn_snapshot(meta.get("dataset", ""), path=copy if copy.exists() else live)
+    snapshot = snapshot.assign(customer_id=snapshot["customer_id"].astype(str)).set_index(
+        "customer_id", drop=False
+    )
+    return {"scoring": scoring, "snapshot": snapshot, "snapshot_meta": snap_meta}
+
+
+def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    from features.load import load_dataset
+    from training.classifier import load_scoring_model
+
+    return {"scoring": load_scoring_model(str(path)), "dataset": load_dataset(meta.get("dataset", ""))}
+
+
+def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
+    import mlflow.pyfunc
+
+    from training.forecast.serve_api import load_forecast
+
+    return load_forecast(mlflow.pyfunc.load_model(str(path)))
+
+
+LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
+
+
+def _max_batch() -> int:
+    return int(os.environ.get("SALESML_MAX_BATCH", "10000"))
+
+
+def _check_batch(items: list[Any], field: str) -> None:
+    if not items:
+        raise BadRequest(f"{field}: the batch is empty; send at least one item")
+    if len(items) > _max_batch():
+        raise BadRequest(f"{field}: {len(items)} items is above the limit of {_max_batch()} per request")
+
+
+def _reasons(row: pd.Series, prefix: str = "reason") -> list[dict[str, Any]]:
+    out = []
+    k = 1
+    while f"{prefix}_{k}" in row.index:
+        out.append(
+            {
+                "feature": str(row[f"{prefix}_{k}"]),
+                "contribution": float(row[f"{prefix}_{k}_contribution"]),
+                "value": str(row[f"{prefix}_{k}_value"]),
+            }
+        )
+        k += 1
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+@bentoml.service(name="salesml", traffic={"timeout": 60})
+class SalesML:
+    """Forecasts, target plans, churn risk and lead scores from the registry's champions."""
+
+    def __init__(self) -> None:
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
+        self.store = ChampionStore(LOADERS)
+        snapshot = self.store.refresh()
+        for name, problem in snapshot.problems.items():
+            logger.warning("model %s not served: %s", name, problem)
+        for name, champ in snapshot.champions.items():
+            logger.info(
+                "serving %s v%s (%s%s)", name, champ.version, champ.source, ", STALE" if champ.stale else ""
+            )
+
+    def __is_ready__(self) -> bool:
+        return self.store.snapshot.ready
+
+    def _champion(self, name: str) -> Champion:
+        champ = self.store.snapshot.champions.get(name)
+        if champ is None:
+            reason = self.store.snapshot.problems.get(name, "not loaded")
+            raise bentoml.exceptions.ServiceUnavailable(f"model {name!r} is not being served: {reason}")
+        return champ
+
+    # -- churn ------------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/churn/score", input_spec=ChurnScoreRequest)
+    def churn_score(self, customers: list[CustomerItem]) -> ChurnScoreResponse:
+        """Churn probability within H days, risk tier, top 3 reasons and revenue at risk, per customer.
+
+        A customer is looked up by id in the feature snapshot at the last cutoff, or scored with the feature
+        values sent in ``features``. An unknown id gives an error entry for that item; the rest are scored.
+        """
+        _check_batch(customers, "customers")
+        champ = self._champion("churn_risk")
+        bundle = champ.model
+        scoring, snapshot, snap_meta = bundle["scoring"], bundle["snapshot"], bundle["snapshot_meta"]
+        horizon = int(snap_meta.get("horizon_days") or 0)
+        cutoff = str(snap_meta.get("cutoff") or champ.meta.get("data_cutoff") or "")
+        rows: list[dict[str, Any] | None] = []
+        results: list[Any] = [None] * len(customers)
+        for i, item in enumerate(customers):
+            if item.features is not None:
+                unknown = sorted(set(item.features) - set(scoring.features))
+                if unknown:
+                    results[i] = ItemError(
+                        id=item.customer_id,
+                        error=f"unknown feature(s) {unknown}; expected some of {scoring.features}",
+                    )
+                    rows.append(None)
+                    continue
+                rows.append({"customer_id": item.customer_id, **item.features})
+            elif item.customer_id in snapshot.index:
+                rows.append(snapshot.loc[item.customer_id].to_dict())
+            else:
+                results[i] = ItemError(
+                    id=item.customer_id,
+                    error=f"customer {item.customer_id!r} is not in the feature snapshot of {cutoff} "
+                    "(unknown, or no purchase in the look-back window); send its features instead",
+                )
+                rows.append(None)
+        todo = [i for i, r in enumerate(rows) if r is not None]
+        if todo:
+            frame = pd.DataFrame([rows[i] for i in todo])
+            for col in scoring.features:
+                if col not in frame.columns:
+                    frame[col] = np.nan
+            try:
+                pred = scoring.predict(frame)
+            except SalesmlError as err:
+                raise BadRequest(str(err)) from None
+            revenue = pd.to_numeric(
+                frame.get("revenue_12m", pd.Series(np.nan, index=frame.index)), errors="coerce"
+            )
+            for j, i in enumerate(todo):
+                p = pred.iloc[j]
+                rev = _finite(revenue.iloc[j])
+                results[i] = ChurnResult(
+                    customer_id=customers[i].customer_id,
+                    probability=float(p["probability"]),
+                    horizon_days=horizon,
+                    tier=str(p["band"]),
+                    reasons=_reasons(p),
+                    revenue_at_risk=None if rev is None else float(p["probability"]) * rev,
+                    model_name=champ.name,
+                    model_version=champ.version,
+                    data_cutoff=cutoff,
+                )
+        return ChurnScoreResponse(results=results)
+
+    # -- leads ------------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/leads/score", input_spec=LeadScoreRequest)
+    def leads_score(self, leads: list[LeadItem]) -> LeadScoreResponse:
+        """Conversion probability, grade A-D and top 3 factors per lead or deal (and expected value for deals)."""
+        _check_batch(leads, "leads")
+        champ = self._champion("lead_score")
+        from training.leads import score_lead_records
+
+        results: list[Any] = [None] * len(leads)
+        ids = [item.lead_id for item in leads]
+        dup = {i for i in ids if ids.count(i) > 1}
+        good: list[int] = []
+        for i, item in enumerate(leads):
+            if item.lead_id in dup:
+                results[i] = ItemError(
+                    id=item.lead_id, error=f"lead_id {item.lead_id!r} appears more than once in the batch"
+                )
+            else:
+                good.append(i)
+        # Score item by item only when the batch as a whole is refused, so one bad lead never sinks the rest.
+        batches = [good] if good else []
+        while batches:
+            batch = batches.pop()
+            records = [{**leads[i].features, "lead_id": leads[i].lead_id} for i in batch]
+            try:
+                scored = score_lead_records(
+                    records, champ.model["dataset"], scoring=champ.model["scoring"], version=champ.version
+                )
+            except SalesmlError as err:
+                if len(batch) == 1:
+                    results[batch[0]] = ItemError(id=leads[batch[0]].lead_id, error=str(err))
+                else:
+                    batches.extend([[i] for i in batch])
+                continue
+            by_id = scored.set_index("lead_id")
+            for i in batch:
+                row = by_id.loc[leads[i].lead_id]
+                results[i] = LeadResult(
+                    lead_id=leads[i].lead_id,
+                    probability=float(row["probability"]),
+                    grade=str(row["grade"]),
+                    factors=_reasons(row),
+                    expected_value=_finite(row.get("expected_value")),
+                    model_name=champ.name,
+                    model_version=champ.version,
+                    data_cutoff=str(champ.meta.get("data_cutoff") or row.get("as_of") or ""),
+                )
+        return LeadScoreResponse(results=results)
+
+    # -- forecasts --------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/forecast", input_spec=ForecastRequest)
+    def forecast(self, nodes: list[str] | None = None, level: str | None = None) -> ForecastResponse:
+        """Per-period mean with 80 % / 95 % bounds and current / next quarter totals, for nodes or a level."""
+        if (nodes is None) == (level is None):
+            raise BadRequest(
+                "give exactly one of 'nodes' (a list of node ids) or 'level' (a hierarchy level name)"
+            )
+        if nodes is not None:
+            _check_batch(nodes, "nodes")
+        champ = self._champion("sales_forecast")
+        from training.forecast.serve_api import forecast_nodes, quarter_totals
+
+        try:
+            periods = forecast_nodes(champ.model, nodes=nodes, level=level)
+            quarters = quarter_totals(champ.model, nodes=nodes, level=level)
+        except SalesmlError as err:
+            raise BadRequest(str(err)) from None
+        cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model, "data_cutoff", "") or "")
+        order = nodes if nodes is not None else list(dict.fromkeys(periods["unique_id"]))
+        by_node = {uid: g for uid, g in periods.groupby("unique_id", sort=False)}
+        q_by_node = {uid: g for uid, g in quarters.groupby("unique_id", sort=False)}
+        results = []
+        for uid in order:
+            g = by_node.get(uid, periods.iloc[0:0])
+            q = q_by_node.get(uid, quarters.iloc[0:0])
+            results.append(
+                ForecastNode(
+                    node=uid,
+                    level=str(g["level"].iloc[0]) if len(g) else str(q["level"].iloc[0]) if len(q) else "",
+                    periods=[
+                        {
+                            "ds": f"{ds:%Y-%m-%d}",
+                            "mean": m,
+                            "lo_80": l8,
+                            "hi_80": h8,
+                            "lo_95": l9,
+                            "hi_95": h9,
+                        }
+                        for ds, m, l8, h8, l9, h9 in g[
+                            ["ds", "mean", "lo-80", "hi-80", "lo-95", "hi-95"]
+                        ].itertuples(index=False, name=None)
+                    ],
+                    quarters=[
+                        {
+                            "quarter": r["quarter"],
+                            "period": str(r["period"]),
+                            "actual_to_date": float(r["actual_to_date"]),
+                            "mean": float(r["mean"]),
+                            "median": float(r["median"]),
+                            "lo_80": float(r["lo-80"]),
+                            "hi_80": float(r["hi-80"]),
+                            "lo_95": float(r["lo-95"]),
+                            "hi_95": float(r["hi-95"]),
+                        }
+                        for _, r in q.iterrows()
+                    ],
+                    model_name=champ.name,
+                    model_version=champ.version,
+                    data_cutoff=cutoff,
+                )
+            )
+        return ForecastResponse(results=results)
+
+    @bentoml.api(route="/plan", input_spec=PlanRequest)
+    def plan(self, node: str, target: float, quarter: str = "next") -> PlanResponse:
+        """Break a quarter target for a node down to its children (proportional to their forecast)."""
+        if quarter not in ("current", "next"):
+            raise BadRequest(f"quarter: expected 'current' or 'next', got {quarter!r}")
+        if not np.isfinite(target) or target <= 0:
+            raise BadRequest(f"target: expected a positive amount, got {target!r}")
+        champ = self._champion("sales_forecast")
+        from training.forecast.serve_api import plan_target
+
+        try:
+            table = plan_target(champ.model, node, target, quarter)  # type: ignore[arg-type]
+        except SalesmlError as err:
+            raise BadRequest(str(err)) from None
+        cutoff = str(champ.meta.get("data_cutoff") or "")
+        return PlanResponse(
+            node=node,
+            quarter=quarter,  # type: ignore[arg-type]
+            target=float(target),
+            rows=[
+                {
+                    "node": r["unique_id"],
+                    "level": str(r["level"]),
+                    "role": r["role"],
+                    "share": float(r["share"]),
+                    "target": float(r["target"]),
+                    "median": float(r["median"]),
+                    "probability": float(r["probability"]),
+                }
+                for _, r in table.iterrows()
+            ],
+            model_name=champ.name,
+            model_version=champ.version,
+            data_cutoff=cutoff,
+        )
+
+    # -- operations -------------------------------------------------------------------------------------
+
+    @bentoml.api(route="/admin/reload", input_spec=EmptyRequest)
+    def reload(self) -> ReloadResponse:
+        """Re-resolve the champions and swap them in at once; requests in flight finish on the old versions."""
+        status = self.store.refresh().status()
+        return ReloadResponse(ready=status["ready"], models=status["models"])
+
+    def models_info(self) -> list[dict[str, Any]]:
+        snap = self.store.snapshot
+        return [snap.champions[n].describe() for n in MODEL_NAMES if n in snap.champions]
+
+    def readiness(self) -> dict[str, Any]:
+        return self.store.snapshot.status()
+
+
+SalesML.add_asgi_middleware(EdgeMiddleware)
