@@ -92,7 +92,9 @@ def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     from features.load import load_dataset
     from training.classifier import load_scoring_model
 
-    return {"scoring": load_scoring_model(str(path)), "dataset": load_dataset(meta.get("dataset", ""))}
+    spec = meta.get("tags", {}).get("dataset_spec", "")
+    source = spec if spec and Path(spec).exists() else meta.get("dataset", "")
+    return {"scoring": load_scoring_model(str(path)), "dataset": load_dataset(source)}
 
 
 def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:

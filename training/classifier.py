@@ -732,6 +732,7 @@ def log_and_register(
         key,
         {k: result.headline[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile")},
         dataset=spec.name,
+        dataset_spec=str(dataset.spec_path),
         spec_fingerprint=fingerprint,
         run_id=run_id,
         data_cutoff=data_cutoff or "",
