@@ -52,6 +52,9 @@ __all__ = [
     "lead_features",
     "leads_from_records",
     "point_in_time_rates",
+    "rate_keys",
+    "time_kind_of",
+    "value_column",
 ]
 
 DECISION_TIME = "decision_time"
@@ -326,10 +329,7 @@ def lead_features(
         if col in excluded or col in (DECISION_TIME, LABEL):
             continue
         s = frame[col]
-        if pd.api.types.is_bool_dtype(s) or s.dtype == "boolean":
-            frame[col] = s.astype(float)
-            numeric.append(col)
-        elif pd.api.types.is_numeric_dtype(s):
+        if pd.api.types.is_bool_dtype(s) or s.dtype == "boolean" or pd.api.types.is_numeric_dtype(s):
             frame[col] = s.astype(float)
             numeric.append(col)
         else:
@@ -347,7 +347,15 @@ def lead_features(
     return frame[keep].reset_index(drop=True), numeric, categorical, excluded
 
 
-def _rate_keys(dataset: Dataset, frame_columns: Iterable[str]) -> list[str]:
+def time_kind_of(leads: pd.DataFrame, table: TableSpec) -> TimeKind:
+    """The clock of a leads table: ``datetime``, ``row_order`` (rows in time order) or ``none``."""
+    if CREATED_AT in leads.columns or CLOSED_AT in leads.columns:
+        return "datetime"
+    return "row_order" if table.row_order_is_time else "none"
+
+
+def rate_keys(dataset: Dataset, frame_columns: Iterable[str]) -> list[str]:
+    """The columns that get point-in-time win rates: ``owner`` and every hierarchy level present."""
     cols = set(frame_columns)
     keys = [OWNER] if OWNER in cols else []
     for levels in dataset.spec.hierarchies:
@@ -375,8 +383,7 @@ def build_lead_set(
     leads = dataset.require(Role.leads, "lead scoring")
     name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
     activities = dataset.table(Role.activities)
-    has_dates = CREATED_AT in leads.columns or CLOSED_AT in leads.columns
-    time_kind: TimeKind = "datetime" if has_dates else ("row_order" if table.row_order_is_time else "none")
+    time_kind = time_kind_of(leads, table)
     partition = leads.copy()
     if time_kind != "datetime":
         partition[DECISION_TIME] = np.arange(1, len(partition) + 1)
@@ -402,7 +409,7 @@ def build_lead_set(
         decision_at=decision_at,
         as_of=as_of,
         history=history,
-        rate_keys=_rate_keys(dataset, joined_cols),
+        rate_keys=rate_keys(dataset, joined_cols),
         activities=activities if time_kind == "datetime" else None,
         activity_types=types,
         lookups=dataset,
@@ -414,12 +421,7 @@ def build_lead_set(
             f"table {name!r}: lead scoring needs closed leads of both outcomes (won and lost); "
             f"found {labels.value_counts().to_dict()}"
         )
-    value_col = None
-    if AMOUNT in frame.columns and AMOUNT not in table.post_outcome:
-        value_col = AMOUNT
-    else:
-        prices = [c for c in numeric if c in _PRICE_COLUMNS]
-        value_col = prices[0] if prices else None
+    value_col = value_column(frame, table)
     return LeadSet(
         frame=frame,
         numeric=numeric,
@@ -430,6 +432,13 @@ def build_lead_set(
         as_of=as_of if time_kind == "datetime" else None,
         activity_timing=timing,
     )
+
+
+def value_column(frame: pd.DataFrame, table: TableSpec) -> str | None:
+    """The column giving a lead's value for its expected value: a pre-outcome amount, else a list price."""
+    if AMOUNT in frame.columns and AMOUNT not in table.post_outcome:
+        return AMOUNT
+    return next((c for c in _PRICE_COLUMNS if c in frame.columns), None)
 
 
 def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:

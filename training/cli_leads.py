@@ -1,0 +1,113 @@
+"""``salesml train leads`` and ``salesml score leads``: thin commands over :mod:`training.leads`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.audit import audit_table_rich
+from features.errors import SalesmlError
+from features.load import load_dataset
+from training.cli import score_app, train_app
+
+__all__ = ["score_leads_command", "train_leads_command"]
+
+_out = Console()
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="test slice")
+    cols = ["roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "capture_top_decile", "base_rate", "n"]
+    table.add_column("model")
+    for col in cols:
+        table.add_column(col, justify="right")
+    for name, m in metrics.items():
+        table.add_row(
+            name, *[f"{m.get(c, float('nan')):.4f}" if c != "n" else f"{m.get(c, 0):.0f}" for c in cols]
+        )
+    return table
+
+
+@train_app.command("leads")
+def train_leads_command(
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", help="Built-in data set name or path to a spec YAML."
+    ),
+    promote: bool = typer.Option(False, "--promote", help="Move the 'champion' alias if the gate allows it."),
+    trials: int = typer.Option(15, "--trials", min=1, help="Optuna trials for the LightGBM search."),
+    timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds budget for the search."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (search, stratified split)."),
+) -> None:
+    """Train lead / deal scoring: leakage audit, calibrated LightGBM, grades A-D; register as lead_score."""
+    from training.classifier import decision_report
+    from training.leads import log_lead_training, train_leads
+
+    ds = load_dataset(dataset)
+    training = train_leads(ds, n_trials=trials, timeout_s=timeout, random_state=seed)
+    _out.print(audit_table_rich(training.audit, title=f"leakage audit: {ds.name}"))
+    _out.print(_metrics_table(training.metrics))
+    _out.print(training.result.bands_test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    _out.print("\n".join(decision_report(training.result).splitlines()[2:5]), highlight=False)
+    version, decision = log_lead_training(training, promote=promote)
+    _out.print(f"registered lead_score v{version} (dataset {ds.name})")
+    if decision is not None:
+        _out.print(decision.summary())
+
+
+def _read_records(path: Path) -> list[dict]:
+    if not path.exists():
+        raise SalesmlError(f"--input {path} does not exist")
+    if path.suffix == ".json":
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise SalesmlError(f"--input {path} is not valid JSON: {err}") from err
+        if not isinstance(records, list):
+            raise SalesmlError(f"--input {path} must hold a JSON list of lead objects")
+        return records
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype={"lead_id": str})
+        return [{k: v for k, v in r.items() if pd.notna(v)} for r in frame.to_dict(orient="records")]
+    raise SalesmlError(f"--input {path}: expected a .json list of objects or a .csv file")
+
+
+@score_app.command("leads")
+def score_leads_command(
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", help="Built-in data set name or path to a spec YAML."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write the scores to."),  # noqa: B008
+    input_file: Path | None = typer.Option(  # noqa: B008
+        None,
+        "--input",
+        help="Score these raw leads (.json list or .csv, canonical names) instead of the open ones.",
+    ),
+    alias: str = typer.Option("champion", "--alias", help="Registry alias of the lead_score version to use."),
+) -> None:
+    """Score open leads (crm: open deals) with the champion: probability, grade, top 3 factors, expected value."""
+    from training.leads import score_lead_records, score_leads
+
+    if out.suffix != ".parquet":
+        raise SalesmlError(f"--out {out}: expected a .parquet file name")
+    ds = load_dataset(dataset)
+    if input_file is not None:
+        scores, what = (
+            score_lead_records(_read_records(input_file), ds, alias=alias),
+            f"leads from {input_file}",
+        )
+    else:
+        scores, what = score_leads(ds, alias=alias)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out, index=False)
+    grades = scores["grade"].value_counts().reindex(["A", "B", "C", "D"]).fillna(0).astype(int).to_dict()
+    _out.print(
+        f"scored {len(scores)} {what} with {scores['model_name'].iloc[0]} v{scores['model_version'].iloc[0]}; "
+        f"grades {grades}; wrote {out}"
+    )
+    if "expected_value" in scores.columns:
+        _out.print(f"expected value total {scores['expected_value'].sum():,.0f}")

@@ -1,0 +1,290 @@
+"""Lead and deal scoring: training set -> leakage audit -> the shared classifier trainer -> scores.
+
+The glue only: features come from :mod:`features.leads`, the audit from :mod:`features.audit`, fitting,
+calibration, grades and factors from :mod:`training.classifier`. Grades A-D are probability bands chosen on the
+calibration slice (10 / 20 / 30 / 40 % of leads from the top).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.audit import AuditResult, audit_leads
+from features.errors import SalesmlError
+from features.leads import (
+    DECISION_TIME,
+    LABEL,
+    LeadSet,
+    LeadSetOptions,
+    build_lead_set,
+    data_end,
+    lead_features,
+    leads_from_records,
+    rate_keys,
+    time_kind_of,
+    value_column,
+)
+from features.load import Dataset, join_lookups
+from features.spec import CREATED_AT, LEAD_ID, OUTCOME, OWNER, Role
+from training.classifier import ClassifierData, TrainConfig, TrainedClassifier, train_classifier
+
+__all__ = [
+    "GRADES",
+    "REGISTERED_NAME",
+    "LeadTraining",
+    "log_lead_training",
+    "score_lead_records",
+    "score_leads",
+    "train_leads",
+]
+
+REGISTERED_NAME = "lead_score"
+GRADES = ("A", "B", "C", "D")
+GRADE_SHARES = (0.1, 0.2, 0.3, 0.4)
+
+
+@dataclass
+class LeadTraining:
+    """Everything one lead-scoring training run produced."""
+
+    dataset: Dataset
+    lead_set: LeadSet
+    audit: AuditResult
+    data: ClassifierData
+    result: TrainedClassifier
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return self.result.metrics
+
+
+def _owner_rate(lead_set: LeadSet, dataset: Dataset) -> str | None:
+    """The finest-grained owner win rate (``owner`` or the last level of the first hierarchy holding it)."""
+    candidates = [OWNER]
+    for levels in dataset.spec.hierarchies:
+        candidates += list(reversed(levels))
+    for key in candidates:
+        col = f"{key}_win_rate"
+        if col in lead_set.numeric:
+            return col
+    return None
+
+
+MISSING_LEVEL = "(missing)"
+
+
+def model_frame(frame: pd.DataFrame, categorical: Iterable[str]) -> pd.DataFrame:
+    """Missing categorical values as the explicit level ``(missing)``, identically for training and scoring.
+
+    (The shared trainer's logistic baseline cannot impute ``pd.NA``; see /work/notes/leads-to-lead.md.)
+    """
+    out = frame.copy()
+    for col in categorical:
+        if col in out.columns:
+            out[col] = out[col].astype(object).where(out[col].notna(), MISSING_LEVEL)
+    return out
+
+
+def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset) -> ClassifierData:
+    """The audited training frame for the shared trainer, with the rule baselines.
+
+    Baselines: the best single numeric feature by the audit's honest single-feature AUC, and for deals with an
+    owner the owner's (agent's) point-in-time win rate.
+    """
+    closed = model_frame(lead_set.closed(), lead_set.categorical)
+    closed[LABEL] = closed[LABEL].astype(int)
+    kept = audit.table[(audit.table["kind"] == "numeric") & audit.table["feature"].isin(audit.numeric)]
+    kept = kept.dropna(subset=["auc"])
+    rules: dict[str, str] = {}
+    if len(kept):
+        # Orientation does not matter: the trainer orients each rule on its train slice.
+        best = kept.assign(strength=(kept["auc"] - 0.5).abs()).sort_values("strength", ascending=False)
+        rules["best_single_feature"] = str(best["feature"].iloc[0])
+    owner = _owner_rate(lead_set, dataset)
+    if owner is not None and owner in audit.numeric:
+        rules["owner_win_rate"] = owner
+    if not audit.numeric and not audit.categorical:
+        raise SalesmlError("the leakage audit left no feature to train on; see the audit table")
+    return ClassifierData(
+        frame=closed,
+        id_col=LEAD_ID,
+        time_col=DECISION_TIME,
+        label_col=LABEL,
+        numeric=audit.numeric,
+        categorical=audit.categorical,
+        rule_baselines=rules,
+    )
+
+
+def train_leads(
+    dataset: Dataset,
+    *,
+    n_trials: int = 15,
+    timeout_s: float = 180.0,
+    random_state: int = 42,
+    options: LeadSetOptions | None = None,
+) -> LeadTraining:
+    """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
+
+    Dated or row-ordered data is split in time order (train, calibration, test = 60 / 20 / 20 %); data without
+    any clock (x-education) is split stratified with ``random_state``.
+    """
+    lead_set = build_lead_set(dataset, options=options)
+    _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    audit = audit_leads(lead_set, keep_despite_audit=table.keep_despite_audit)
+    data = lead_classifier_data(lead_set, audit, dataset)
+    config = TrainConfig(
+        split="stratified" if lead_set.time_kind == "none" else "time",
+        # The test slice is always the latest 20 %; calibrating on the next 10 % keeps training close to it.
+        fractions=(0.7, 0.1, 0.2),
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        random_state=random_state,
+        band_labels=GRADES,
+        band_shares=GRADE_SHARES,
+    )
+    result = train_classifier(data, config)
+    return LeadTraining(dataset=dataset, lead_set=lead_set, audit=audit, data=data, result=result)
+
+
+def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple[str, Any]:
+    """One MLflow run for the training (audit table included), registered as ``lead_score``."""
+    from training.classifier import log_and_register
+
+    audit = training.audit
+    flagged = [f for f in audit.flagged]
+    as_of = training.lead_set.as_of
+    return log_and_register(
+        training.result,
+        registered_name=REGISTERED_NAME,
+        dataset=training.dataset,
+        promote=promote,
+        data_cutoff=str(as_of.date()) if as_of is not None else "",
+        extra_artifacts={"leakage_audit.csv": audit.table},
+        extra_metrics={"audit_flagged": float(len(flagged)), "audit_excluded": float(len(audit.excluded))},
+        extra_params={
+            "audit.flagged": ",".join(flagged) or "-",
+            "audit.excluded": ",".join(sorted(audit.excluded)) or "-",
+            "lead_set.time_kind": training.lead_set.time_kind,
+        },
+    )
+
+
+def _model_and_version(model_name: str, alias: str) -> tuple[Any, str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training.classifier import load_scoring_model
+    from training.registry import configure
+
+    configure(model_name)
+    try:
+        version = str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException as err:
+        raise SalesmlError(
+            f"no {model_name!r} model carries the alias {alias!r}; train one with "
+            "`salesml train leads --dataset D --promote`"
+        ) from err
+    return load_scoring_model(f"models:/{model_name}@{alias}"), version
+
+
+def _output(
+    frame: pd.DataFrame, scoring: Any, value_col: str | None, model_name: str, version: str
+) -> pd.DataFrame:
+    pred = scoring.predict(model_frame(frame, scoring.categorical)).reset_index(drop=True)
+    out = pd.DataFrame({LEAD_ID: frame[LEAD_ID].to_numpy(), "as_of": frame[DECISION_TIME].to_numpy()})
+    out["probability"] = pred["probability"].to_numpy()
+    out["grade"] = pred["band"].to_numpy()
+    for col in pred.columns:
+        if col.startswith("reason_"):
+            out[col] = pred[col].to_numpy()
+    if CREATED_AT in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[DECISION_TIME]):
+        out["age_days"] = (frame[DECISION_TIME] - frame[CREATED_AT]).dt.days.to_numpy()
+    if value_col is not None:
+        value = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
+        out["value"] = value
+        out["expected_value"] = out["probability"].to_numpy() * value
+    out["model_name"] = model_name
+    out["model_version"] = version
+    return out
+
+
+def score_leads(
+    dataset: Dataset, *, model_name: str = REGISTERED_NAME, alias: str = "champion"
+) -> tuple[pd.DataFrame, str]:
+    """Score the open leads (crm: the open deals) with the champion; every lead when none is open.
+
+    Returns:
+        The scores (``lead_id``, ``as_of``, ``probability``, ``grade``, ``reason_1..3`` with contributions and
+        values, ``expected_value`` where a value exists, ``model_name``, ``model_version``) and what was scored.
+    """
+    lead_set = build_lead_set(dataset)
+    rows = lead_set.open()
+    what = "open leads"
+    if rows.empty:
+        rows, what = lead_set.frame, "every lead (the data set has no open lead)"
+    scoring, version = _model_and_version(model_name, alias)
+    return _output(rows, scoring, lead_set.value_col, model_name, version), what
+
+
+def score_lead_records(
+    records: Iterable[Mapping[str, Any]],
+    dataset: Dataset,
+    *,
+    model_name: str = REGISTERED_NAME,
+    alias: str = "champion",
+    scoring: Any | None = None,
+    version: str | None = None,
+) -> pd.DataFrame:
+    """Score a batch of raw leads (attribute dicts with canonical names) as of the end of ``dataset``.
+
+    The feature rows are built by :func:`features.leads.lead_features` exactly as for training: lookups
+    joined, the owner's / product's win rates from leads closed before the data end, activity counts from the
+    data set's activities before it. This is the function the service calls.
+
+    Args:
+        records: dicts with ``lead_id`` and any of the leads table's attribute columns.
+        dataset: the loaded data set the champion was trained on (history, lookups, activities).
+        model_name: the registered model.
+        alias: the registry alias to score with.
+        scoring: an already loaded scoring model (the service loads it once); with ``version``.
+        version: the version of ``scoring``.
+
+    Raises:
+        SalesmlError: a record without ``lead_id``, an unknown field, a repeated id, or no champion.
+    """
+    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    partition = leads_from_records(records, table)
+    leads = dataset.tables[name]
+    for col in leads.columns:
+        if col not in partition.columns and col != OUTCOME:
+            partition[col] = pd.Series([np.nan] * len(partition), dtype=leads[col].dtype)
+    activities = dataset.table(Role.activities)
+    time_kind = time_kind_of(leads, table)
+    history = None
+    if time_kind == "datetime":
+        history = join_lookups(leads, dataset)
+        history = history.assign(**{LABEL: history[OUTCOME].astype("string").map({"won": 1.0, "lost": 0.0})})
+    else:  # new leads come after every known row
+        partition[DECISION_TIME] = len(leads) + np.arange(1, len(partition) + 1)
+    types = sorted(activities["type"].dropna().astype(str).unique()) if activities is not None else None
+    frame, _, _, _ = lead_features(
+        partition,
+        table,
+        time_kind=time_kind,
+        decision_at="created",
+        as_of=data_end(leads, activities),
+        history=history,
+        rate_keys=rate_keys(dataset, join_lookups(leads.head(1), dataset).columns),
+        activities=activities if time_kind == "datetime" else None,
+        activity_types=types,
+        lookups=dataset,
+    )
+    if scoring is None:
+        scoring, version = _model_and_version(model_name, alias)
+    return _output(frame, scoring, value_column(frame, table), model_name, str(version))
