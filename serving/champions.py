@@ -112,12 +112,11 @@ class ChampionStore:
 
     def refresh(self) -> Snapshot:
         """Re-resolve every champion and swap the new set in at once."""
-        import mlflow
+        from training.registry import connect
 
         with self._lock:
             # models:/ URIs resolve through the process-wide registry URI, so point it at ours.
-            mlflow.set_tracking_uri(self.uri)
-            mlflow.set_registry_uri(self.uri)
+            connect(self.settings)
             champions: dict[str, Champion] = {}
             problems: dict[str, str] = {}
             for name, loader in self.loaders.items():

@@ -31,8 +31,14 @@ __all__ = [
     "GateDecision",
     "champion_version",
     "configure",
+    "connect",
     "eval_key",
+    "GATES",
+    "history",
     "promote_if_better",
+    "record",
+    "rollback",
+    "tag_version",
     "tracking_uri",
     "version_metrics",
 ]
@@ -40,6 +46,12 @@ __all__ = [
 CHAMPION = "champion"
 DEFAULT_TOLERANCE = 0.002  # absolute slack on each gated metric, so float noise cannot flip a decision
 Direction = Literal["lower", "higher"]
+# What each registered model's gate compares (the same for training-time and manual promotion).
+GATES: dict[str, dict[str, Direction]] = {
+    "sales_forecast": {"wape_total": "lower", "wape_bottom": "lower"},
+    "churn_risk": {"roc_auc": "higher", "brier": "lower"},
+    "lead_score": {"roc_auc": "higher", "brier": "lower"},
+}
 
 
 def tracking_uri(settings: Settings | None = None) -> str:
@@ -51,6 +63,18 @@ def tracking_uri(settings: Settings | None = None) -> str:
     return f"sqlite:///{(settings.models_dir / 'mlflow.db').resolve()}"
 
 
+def connect(settings: Settings | None = None) -> str:
+    """Point this process's MLflow tracking and registry at the store; returns its URI."""
+    import mlflow
+
+    uri = tracking_uri(settings)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
 def configure(experiment: str, settings: Settings | None = None) -> str:
     """Point MLflow at the store and select (or create) ``experiment``; returns the experiment id.
 
@@ -59,11 +83,7 @@ def configure(experiment: str, settings: Settings | None = None) -> str:
     import mlflow
 
     settings = settings or get_settings()
-    uri = tracking_uri(settings)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = connect(settings)
     existing = mlflow.get_experiment_by_name(experiment)
     if existing is not None:
         mlflow.set_experiment(experiment)
@@ -112,6 +132,9 @@ def tag_version(name: str, version: str, eval_id: str, metrics: dict[str, float]
         client.set_model_version_tag(name, version, f"metric.{key}", repr(float(value)))
     for key, value in extra.items():
         client.set_model_version_tag(name, version, key, str(value))
+    from training.cards import log_card
+
+    log_card(name, version)
 
 
 @dataclass
@@ -147,11 +170,54 @@ def _compare(
     return worse, deltas
 
 
+def _who(by: str | None) -> str:
+    return by or os.environ.get("USER") or getpass.getuser()
+
+
+def record(name: str, version: str, action: str, **fields: object) -> dict[str, object]:
+    """Append an audit record (a version tag ``audit.<utc timestamp>``) and return it."""
+    from mlflow import MlflowClient
+
+    at = datetime.now(UTC)
+    entry = {
+        "at": at.isoformat(timespec="microseconds"),
+        "action": action,
+        "name": name,
+        "version": str(version),
+        **fields,
+    }
+    MlflowClient().set_model_version_tag(
+        name, str(version), f"audit.{at:%Y%m%dT%H%M%S.%f}", json.dumps(entry, default=str)
+    )
+    return entry
+
+
+def history(name: str) -> list[dict[str, object]]:
+    """Every audit record of every version of ``name``, oldest first."""
+    from mlflow import MlflowClient
+
+    records = []
+    for mv in MlflowClient().search_model_versions(f"name='{name}'"):
+        for key, value in (mv.tags or {}).items():
+            if key.startswith("audit."):
+                try:
+                    records.append(json.loads(value))
+                except ValueError:
+                    continue
+    return sorted(records, key=lambda r: str(r["at"]))
+
+
+def _fingerprint(name: str, version: str) -> str | None:
+    from mlflow import MlflowClient
+
+    return (MlflowClient().get_model_version(name, version).tags or {}).get("spec_fingerprint")
+
+
 def promote_if_better(
     name: str,
     version: str,
     *,
-    directions: dict[str, Direction],
+    directions: dict[str, Direction] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     force: bool = False,
     reason: str | None = None,
@@ -159,16 +225,25 @@ def promote_if_better(
 ) -> GateDecision:
     """Move ``champion`` to ``version`` if it is no worse than the current champion on every gated metric.
 
-    Both versions must carry ``eval_key`` and ``metric.*`` tags (see :func:`tag_version`). With ``force`` the
-    gate is skipped, but a ``reason`` is required and recorded.
+    Both versions must carry ``eval_key`` and ``metric.*`` tags (see :func:`tag_version`); a champion evaluated
+    on other data (another eval key or data spec fingerprint) is not comparable and the gate refuses. With
+    ``force`` the gate is skipped, but a ``reason`` is required. Every decision, refusals included, is written
+    as an audit record on the challenger (see :func:`history`).
     """
     from mlflow import MlflowClient
 
-    if force and not reason:
+    if force and not (reason and reason.strip()):
         raise SalesmlError("--force needs --reason TEXT: say why the gate is overridden")
+    directions = directions or GATES.get(name)
+    if not directions:
+        raise SalesmlError(f"no gate metrics known for model {name!r}; expected one of {sorted(GATES)}")
     client = MlflowClient()
-    previous = champion_version(name)
     version = str(version)
+    try:
+        client.get_model_version(name, version)
+    except Exception as err:
+        raise SalesmlError(f"model {name!r} has no version {version!r}") from err
+    previous = champion_version(name)
     key, metrics = version_metrics(name, version)
     deltas: dict[str, float] = {}
     if previous == version:
@@ -177,10 +252,17 @@ def promote_if_better(
         promoted, why = True, "no champion yet"
     else:
         champ_key, champ_metrics = version_metrics(name, previous)
+        same_spec = _fingerprint(name, version) == _fingerprint(name, previous)
+        if champ_key == key:
+            worse, deltas = _compare(metrics, champ_metrics, directions, tolerance)
         if force:
             promoted, why = True, f"forced: {reason}"
-            if champ_key == key:
-                _, deltas = _compare(metrics, champ_metrics, directions, tolerance)
+        elif not same_spec:
+            promoted = False
+            why = (
+                f"v{version} was trained on a different data spec (fingerprint {_fingerprint(name, version)} vs "
+                f"champion v{previous} {_fingerprint(name, previous)}); use --force with a reason"
+            )
         elif champ_key != key:
             promoted = False
             why = (
@@ -188,24 +270,43 @@ def promote_if_better(
                 "retrain both on the same data or use --force with a reason"
             )
         else:
-            worse, deltas = _compare(metrics, champ_metrics, directions, tolerance)
             promoted = not worse
             why = (
                 "no worse than champion v" + previous
                 if promoted
                 else "worse than champion: " + "; ".join(worse)
             )
-    stamp = {
-        "gate.at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "gate.by": by or os.environ.get("USER") or getpass.getuser(),
-        "gate.decision": "promoted" if promoted else "refused",
-        "gate.reason": why,
-        "gate.previous_champion": previous or "",
-        "gate.tolerance": repr(tolerance),
-        "gate.deltas": json.dumps({k: round(v, 6) for k, v in deltas.items()}),
-    }
-    for key_, value in stamp.items():
-        client.set_model_version_tag(name, version, key_, value)
+    action = ("force" if force else "promote") if promoted else "refuse"
+    record(
+        name,
+        version,
+        action,
+        previous=previous or "",
+        by=_who(by),
+        reason=why,
+        tolerance=tolerance,
+        deltas={k: round(v, 6) for k, v in deltas.items()},
+        metrics=metrics,
+    )
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     return GateDecision(name, version, promoted, why, previous, deltas)
+
+
+def rollback(name: str, *, by: str | None = None, reason: str | None = None) -> GateDecision:
+    """Move ``champion`` back to the version it replaced when the current champion was promoted."""
+    from mlflow import MlflowClient
+
+    current = champion_version(name)
+    if current is None:
+        raise SalesmlError(f"model {name!r} has no champion to roll back")
+    moves = [r for r in history(name) if r["version"] == current and r["action"] in ("promote", "force")]
+    target = str(moves[-1].get("previous", "")) if moves else ""
+    if not target:
+        raise SalesmlError(
+            f"{name} v{current} replaced no earlier champion: there is nothing to roll back to"
+        )
+    why = reason or f"rollback from v{current}"
+    MlflowClient().set_registered_model_alias(name, CHAMPION, target)
+    record(name, target, "rollback", previous=current, by=_who(by), reason=why, deltas={}, metrics={})
+    return GateDecision(name, target, True, why, current)
