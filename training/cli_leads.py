@@ -17,7 +17,7 @@ from training.cli import score_app, train_app
 
 __all__ = ["score_leads_command", "train_leads_command"]
 
-_out = Console()
+_out = Console(width=160)  # readable tables in logs and pipes too
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> Table:
