@@ -225,6 +225,8 @@ class _History:
     cum_quantity: np.ndarray | None
     cum_gap_sq: np.ndarray  # squared gaps to the previous purchase day of the same customer, prefix sums
     gap: np.ndarray
+    row_code: np.ndarray  # customer code of each transaction row
+    row_day: np.ndarray  # day of each transaction row
 
     @classmethod
     def build(cls, tx: pd.DataFrame) -> _History:
@@ -261,6 +263,8 @@ class _History:
             cum_quantity=None if quantity is None else cum(quantity),
             cum_gap_sq=cum(gap**2),
             gap=gap,
+            row_code=codes.astype(np.int64),
+            row_day=day,
         )
 
     def upto(self, code: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -269,18 +273,16 @@ class _History:
         return np.searchsorted(self.key, code * self.shift + offset, side="right")
 
 
-def _distinct_upto(
-    tx: pd.DataFrame, column: str, hist: _History, code: np.ndarray, day: np.ndarray
-) -> np.ndarray:
-    """How many distinct values of ``column`` each customer had bought at or before ``day``."""
-    valid = tx[column].notna().to_numpy()
-    cust = hist.ids.get_indexer(tx[CUSTOMER_ID].to_numpy()[valid]).astype(np.int64)
-    value, _ = pd.factorize(tx[column].to_numpy()[valid])
-    tday = _days(tx[TIME].to_numpy()[valid])
-    pair = cust * (int(value.max()) + 1 if len(value) else 1) + value
-    first = pd.Series(tday).groupby(pair).min()
-    pair_cust = first.index.to_numpy() // (int(value.max()) + 1 if len(value) else 1)
-    key = np.sort(pair_cust * hist.shift + (first.to_numpy() - hist.origin))
+def _distinct_upto(values: np.ndarray, hist: _History, code: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """How many distinct ``values`` (one per transaction row) each customer had bought at or before ``day``."""
+    value, _ = pd.factorize(values)  # missing -> -1
+    valid = value >= 0
+    n_values = int(value.max()) + 1 if valid.any() else 1
+    pair = hist.row_code[valid] * n_values + value[valid]
+    combined = np.unique(pair * hist.shift + (hist.row_day[valid] - hist.origin))
+    pairs = combined // hist.shift
+    first = np.r_[True, pairs[1:] != pairs[:-1]] if len(pairs) else np.zeros(0, bool)
+    key = np.sort((pairs[first] // n_values) * hist.shift + combined[first] % hist.shift)
     offset = np.clip(day - hist.origin, 0, hist.shift - 1)
     hi = np.searchsorted(key, code * hist.shift + offset, side="right")
     lo = np.searchsorted(key, code * hist.shift, side="left")
@@ -295,6 +297,7 @@ def churn_features(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     breadth: Sequence[str] = (),
+    _hist: _History | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features of every customer active at each cutoff (one partition of customers).
 
@@ -314,8 +317,21 @@ def churn_features(
     Returns:
         ``customer_id``, ``cutoff``, the feature columns and ``revenue_12m``, sorted by cutoff and customer.
     """
+    hist = _hist if _hist is not None else _History.build(transactions)
+    return _features(hist, transactions, cutoffs, customers, windows, lookback_days, breadth)[0]
+
+
+def _features(
+    hist: _History,
+    transactions: pd.DataFrame,
+    cutoffs: Sequence[pd.Timestamp],
+    customers: pd.DataFrame | None,
+    windows: Sequence[int],
+    lookback_days: int,
+    breadth: Sequence[str],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The features and each row's customer code."""
     windows = sorted({*windows, 365, 90, 180})
-    hist = _History.build(transactions)
     cut_days = _days(list(cutoffs))
     n_cust = len(hist.ids)
     code = np.tile(np.arange(n_cust, dtype=np.int64), len(cut_days))
@@ -352,6 +368,9 @@ def churn_features(
         out["gap_cv"] = std_gap / mean_gap
         out["last_gap_days"] = np.where(multi, hist.gap[hi - 1], np.nan)
         out["recency_over_mean_gap"] = out["recency_days"] / mean_gap
+        # Share of the customer's life spent since the last purchase: the BG/NBD "t_x / T" idea, stable across
+        # cutoffs where raw recency and tenure keep growing.
+        out["recency_over_tenure"] = out["recency_days"] / np.maximum(out["tenure_days"], 1.0)
         out["purchases_per_30d"] = n * 30.0 / np.maximum(out["tenure_days"], 30.0)
         out["recent_share_90d"] = out["purchases_90d"] / n
         out["trend_purchases_90d"] = np.log((out["purchases_90d"] + 1.0) / (prev90 + 1.0))
@@ -364,14 +383,14 @@ def churn_features(
             out["quantity_per_purchase"] = (hist.cum_quantity[hi] - hist.cum_quantity[s]) / n
     for col in breadth:
         if col in transactions.columns:
-            out[f"distinct_{col}"] = _distinct_upto(transactions, col, hist, code, t)
+            out[f"distinct_{col}"] = _distinct_upto(transactions[col].to_numpy(), hist, code, t)
     out[REVENUE_12M] = out["revenue_365d"].copy()
     frame = pd.DataFrame(out)
     frame.insert(0, CUTOFF, t.astype("datetime64[D]").astype("datetime64[ns]"))
     frame.insert(0, CUSTOMER_ID, hist.ids.to_numpy()[code])
     if customers is not None:
-        frame = _with_attributes(frame, customers)
-    return frame
+        frame = _with_attributes(frame, customers, hist.ids, code)
+    return frame, code
 
 
 def _attribute_columns(customers: pd.DataFrame) -> tuple[list[str], list[str], list[str]]:
@@ -393,29 +412,42 @@ def _attribute_columns(customers: pd.DataFrame) -> tuple[list[str], list[str], l
     return numeric, categorical, dates
 
 
-def _with_attributes(frame: pd.DataFrame, customers: pd.DataFrame) -> pd.DataFrame:
+def _with_attributes(
+    frame: pd.DataFrame, customers: pd.DataFrame, ids: pd.Index, code: np.ndarray
+) -> pd.DataFrame:
+    """Attach attributes by customer code (``ids[code]`` is each row's customer); dates become ages in days."""
     numeric, categorical, dates = _attribute_columns(customers)
     attrs = customers[[CUSTOMER_ID, *numeric, *categorical, *dates]].drop_duplicates(CUSTOMER_ID)
-    attrs = attrs.astype({c: float for c in numeric} | {c: "string" for c in categorical})
-    attrs = attrs.astype({CUSTOMER_ID: frame[CUSTOMER_ID].dtype}) if len(frame) else attrs
-    out = frame.merge(attrs, on=CUSTOMER_ID, how="left", validate="many_to_one")
+    attrs = attrs.set_index(CUSTOMER_ID).reindex(ids).iloc[code].reset_index(drop=True)
+    attrs.index = frame.index
+    for col in numeric:
+        frame[col] = attrs[col].astype(float)
+    for col in categorical:
+        frame[col] = attrs[col].astype("string")
     for col in dates:
-        age = (out[CUTOFF] - out[col]).dt.days.astype(float)
-        out[f"{col}_age_days"] = age.where(age >= 0)  # a date after the cutoff is not known at the cutoff
-        out = out.drop(columns=col)
-    return out
+        age = (frame[CUTOFF] - attrs[col]).dt.days.astype(float)
+        frame[f"{col}_age_days"] = age.where(age >= 0)  # a date after the cutoff is not known at the cutoff
+    return frame
 
 
 def churn_labels(
-    transactions: pd.DataFrame, keys: pd.DataFrame, *, horizon_days: int, data_end: pd.Timestamp
+    transactions: pd.DataFrame,
+    keys: pd.DataFrame,
+    *,
+    horizon_days: int,
+    data_end: pd.Timestamp,
+    _hist: _History | None = None,
+    _codes: np.ndarray | None = None,
 ) -> pd.Series:
     """Label per ``(customer_id, cutoff)`` row: 1.0 = no purchase in ``(cutoff, cutoff + H]``, NaN if unknown.
 
     A label is known only when ``cutoff + H <= data_end`` (the whole window is inside the data).
     """
     horizon_days = check_horizon(horizon_days)
-    hist = _History.build(transactions)
-    code = hist.ids.get_indexer(keys[CUSTOMER_ID].to_numpy()).astype(np.int64)
+    hist = _hist if _hist is not None else _History.build(transactions)
+    code = (
+        _codes if _codes is not None else hist.ids.get_indexer(keys[CUSTOMER_ID].to_numpy()).astype(np.int64)
+    )
     t = _days(keys[CUTOFF])
     nxt = hist.upto(code, t)
     in_range = nxt < len(hist.key)
@@ -441,15 +473,11 @@ def churn_partition(
 
     ``data_end`` is the end of the whole data set (labels after it are unknown), not of this partition.
     """
-    frame = churn_features(
-        transactions,
-        cutoffs,
-        customers=customers,
-        windows=windows,
-        lookback_days=lookback_days,
-        breadth=breadth,
+    hist = _History.build(transactions)
+    frame, code = _features(hist, transactions, cutoffs, customers, windows, lookback_days, breadth)
+    frame[LABEL] = churn_labels(
+        transactions, frame, horizon_days=horizon_days, data_end=data_end, _hist=hist, _codes=code
     )
-    frame[LABEL] = churn_labels(transactions, frame, horizon_days=horizon_days, data_end=data_end)
     return frame
 
 
@@ -552,8 +580,10 @@ def build_churn_set(
                 breadth=breadth,
             )
         )
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    frame = frame.sort_values([CUTOFF, CUSTOMER_ID], kind="stable").reset_index(drop=True)
+    frame = parts[0]  # one partition: already ordered by cutoff, then customer id
+    if len(parts) > 1:
+        frame = pd.concat(parts, ignore_index=True).sort_values([CUTOFF, CUSTOMER_ID], kind="stable")
+        frame = frame.reset_index(drop=True)
     n_score = int((frame[CUTOFF] == score_cutoff).sum())
     if n_score == 0:
         raise ChurnInputError(

@@ -93,6 +93,7 @@ def _reference(tx: pd.DataFrame, cutoffs: list[pd.Timestamp], lookback: int) -> 
                 "gap_cv": std_gap / mean_gap,
                 "last_gap_days": gaps[-1] if n >= 2 else np.nan,
                 "recency_over_mean_gap": row["recency_days"] / mean_gap,
+                "recency_over_tenure": row["recency_days"] / max(row["tenure_days"], 1.0),
                 "purchases_per_30d": n * 30.0 / max(row["tenure_days"], 30.0),
                 "recent_share_90d": row["purchases_90d"] / n,
                 "trend_purchases_90d": np.log((row["purchases_90d"] + 1) / (prev["day"].nunique() + 1)),

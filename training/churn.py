@@ -1,0 +1,344 @@
+"""Churn risk: the churn training set -> the shared classifier trainer -> MLflow; scoring the active customers.
+
+* :func:`train_churn` builds the training set (:mod:`features.churn`), picks the time slices (below) and calls
+  :func:`training.classifier.train_classifier` with the recency rule as a baseline; :func:`log_churn_training`
+  logs one MLflow run, registers ``churn_risk`` and applies the shared gate (ROC AUC and Brier).
+* :func:`score_churn` scores every customer active at the last cutoff with a registered version (default: the
+  champion) and writes the serving snapshot; :func:`score_churn_by_id` is what the service calls: it reads the
+  snapshot (no feature computation) and scores the requested ids. :func:`churn_output` turns the classifier's
+  predictions into the published row: probability within H days, risk tier, top 3 reasons, revenue at risk,
+  model name, version and the feature cutoff.
+
+Time slices for transaction data (:func:`plan_slices`). A row's label looks ``H`` days past its cutoff, so a
+fitted row whose label window reaches a later slice would learn from that slice's period. The test slice is the
+latest labelled cutoff; every fitted cutoff has ``t + H < test``. With enough history the calibration slice is
+the latest such cutoffs and training uses cutoffs whose window also ends before calibration (policy ``both``,
+the trainer's ``purge = H`` then has nothing left to drop); with a short history (cdnow: 9 labelled months,
+H = 180 days) train and calibration share the period before the test cutoff without a gap between them (policy
+``test``). The planned cutoffs are passed to the trainer as its row fractions, the slices it reports are checked
+against the plan, and the policy is logged (``purge_policy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.churn import CUTOFF, LABEL, REVENUE_12M, ChurnSet, build_churn_set
+from features.churn_snapshot import lookup_churn_features, write_churn_snapshot
+from features.errors import SalesmlError
+from features.load import Dataset
+from features.spec import CUSTOMER_ID
+from training.classifier import ClassifierData, ScoringModel, TrainConfig, TrainedClassifier, train_classifier
+
+__all__ = [
+    "MODEL_NAME",
+    "TIERS",
+    "ChurnTraining",
+    "SlicePlan",
+    "churn_classifier_data",
+    "churn_output",
+    "load_churn_model",
+    "log_churn_training",
+    "plan_slices",
+    "score_churn",
+    "score_churn_by_id",
+    "train_churn",
+]
+
+MODEL_NAME = "churn_risk"
+TIERS = ("high", "medium", "low")
+
+
+@dataclass
+class ChurnTraining:
+    """A trained churn model with the training set it came from and how the slices were made."""
+
+    churn_set: ChurnSet
+    data: ClassifierData
+    result: TrainedClassifier
+    purge_policy: str
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return self.result.metrics
+
+
+def churn_classifier_data(churn_set: ChurnSet, *, purge: bool = True) -> ClassifierData:
+    """The labelled rows as :class:`ClassifierData`; ``purge`` = drop rows whose label window reaches the next
+    slice (transaction data only; snapshots have no time)."""
+    timed = churn_set.kind == "transactions"
+    return ClassifierData(
+        frame=churn_set.labeled(),
+        id_col=CUSTOMER_ID,
+        time_col=CUTOFF,
+        label_col=LABEL,
+        numeric=list(churn_set.numeric),
+        categorical=list(churn_set.categorical),
+        rule_baselines=dict(churn_set.rule_baselines) if timed else {},
+        purge=pd.Timedelta(days=churn_set.horizon_days) if (timed and purge) else None,
+    )
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """Which labelled cutoffs train, calibrate and test, and how label windows are kept apart.
+
+    ``policy`` is ``both`` (no train label window reaches the calibration slice, no calibration window reaches
+    the test slice) or ``test`` (train and calibration share the period before the test cutoff; no fitted row's
+    window reaches the test slice).
+    """
+
+    train: tuple[pd.Timestamp, ...]
+    calibration: tuple[pd.Timestamp, ...]
+    test: tuple[pd.Timestamp, ...]
+    policy: str
+
+
+def plan_slices(cutoffs: list[pd.Timestamp], horizon_days: int, *, n_calibration: int = 2) -> SlicePlan:
+    """Slices of labelled cutoffs for an honest time split with label windows of ``horizon_days``.
+
+    The test slice is the latest cutoff. Fitted cutoffs must have their whole window before it
+    (``t + H < test``). With enough history the calibration slice is the latest ``n_calibration`` of those and
+    training uses cutoffs whose window ends before calibration (``both``); otherwise the fitted cutoffs are split
+    in time order without a gap between train and calibration (``test``).
+    """
+    h = pd.Timedelta(days=horizon_days)
+    cuts = sorted(pd.Timestamp(c) for c in set(cutoffs))
+    if not cuts:
+        raise SalesmlError("no labelled cutoff to train on")
+    test = cuts[-1]
+    fit = [c for c in cuts if c + h < test]
+    if len(fit) >= 2:
+        cal = fit[-n_calibration:]
+        train = [c for c in fit if c + h < cal[0]]
+        if train:
+            return SlicePlan(tuple(train), tuple(cal), (test,), "both")
+        n_cal = max(1, len(fit) // 3)
+        return SlicePlan(tuple(fit[:-n_cal]), tuple(fit[-n_cal:]), (test,), "test")
+    raise SalesmlError(
+        f"the labelled cutoffs {[f'{c:%Y-%m-%d}' for c in cuts]} leave fewer than two cutoffs whose {horizon_days}-day "
+        f"label window ends before the test cutoff {test:%Y-%m-%d}; more history (--cutoffs) or a shorter horizon "
+        "is needed"
+    )
+
+
+def _sliced(data: ClassifierData, plan: SlicePlan) -> tuple[ClassifierData, tuple[float, float, float]]:
+    """The rows of the planned cutoffs and the trainer fractions whose boundaries fall on the plan."""
+    times = data.frame[CUTOFF]
+    keep = times.isin([*plan.train, *plan.calibration, *plan.test])
+    frame = data.frame[keep].reset_index(drop=True)
+    counts = frame[CUTOFF].value_counts().sort_index()
+    cum = (counts.cumsum() / counts.sum()).to_numpy()
+    eps = 0.5 / counts.sum()  # half a row: strictly between two cumulative shares
+    f_train = cum[len(plan.train) - 1] - eps
+    f_fit = cum[len(plan.train) + len(plan.calibration) - 1] - eps
+    purge = data.purge if (plan.policy == "both" and data.purge is not None) else None
+    return replace(data, frame=frame, purge=purge), (f_train, f_fit - f_train, 1.0 - f_fit)
+
+
+def _check_slices(result: TrainedClassifier, plan: SlicePlan, horizon_days: int) -> None:
+    """The trainer's slices are the plan's, and no fitted label window reaches a later slice it must not."""
+    tp = result.slices
+    bounds = {k: [pd.Timestamp(x) for x in tp[k].split(" .. ")] for k in ("train", "calibration", "test")}
+    want = {"train": plan.train, "calibration": plan.calibration, "test": plan.test}
+    for name, cuts in want.items():
+        if bounds[name] != [cuts[0], cuts[-1]]:
+            raise RuntimeError(
+                f"churn slices: the trainer's {name} slice {tp[name]} is not the planned {cuts}"
+            )
+    h = pd.Timedelta(days=horizon_days)
+    if max(bounds["train"][1], bounds["calibration"][1]) + h >= bounds["test"][0]:
+        raise RuntimeError(f"churn slices: label windows of fitted rows reach the test slice: {tp}")
+    if plan.policy == "both" and bounds["train"][1] + h >= bounds["calibration"][0]:
+        raise RuntimeError(f"churn slices: training label windows reach the calibration slice: {tp}")
+
+
+def train_churn(
+    dataset: Dataset,
+    *,
+    horizon_days: int | None = None,
+    n_cutoffs: int | None = 18,
+    as_of: str | None = None,
+    n_trials: int = 20,
+    timeout_s: float = 240.0,
+    random_state: int = 42,
+) -> ChurnTraining:
+    """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots)."""
+    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of)
+    data = churn_classifier_data(churn_set)
+    config = TrainConfig(
+        split="time" if churn_set.kind == "transactions" else "stratified",
+        n_trials=n_trials,
+        timeout_s=timeout_s,
+        random_state=random_state,
+        band_labels=TIERS,
+    )
+    if churn_set.kind != "transactions":
+        return ChurnTraining(churn_set, data, train_classifier(data, config), "none (snapshot, stratified)")
+    plan = plan_slices(list(data.frame[CUTOFF].unique()), churn_set.horizon_days)
+    data, fractions = _sliced(data, plan)
+    result = train_classifier(data, replace(config, fractions=fractions))
+    _check_slices(result, plan, churn_set.horizon_days)
+    return ChurnTraining(churn_set=churn_set, data=data, result=result, purge_policy=plan.policy)
+
+
+def log_churn_training(
+    training: ChurnTraining, dataset: Dataset, *, promote: bool = False
+) -> tuple[str, Any]:
+    """One MLflow run registered as ``churn_risk`` (gate: ROC AUC and Brier on the same test slice)."""
+    from training.classifier import log_and_register
+
+    cs = training.churn_set
+    cutoff = "" if cs.score_cutoff is None else f"{cs.score_cutoff:%Y-%m-%d}"
+    return log_and_register(
+        training.result,
+        MODEL_NAME,
+        dataset,
+        promote=promote,
+        data_cutoff=cutoff,
+        extra_params={
+            "horizon_days": cs.horizon_days,
+            "kind": cs.kind,
+            "label_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in cs.label_cutoffs),
+            "purge_policy": training.purge_policy,
+        },
+    )
+
+
+def churn_output(
+    features: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    model_version: str,
+    horizon_days: int,
+    model_name: str = MODEL_NAME,
+) -> pd.DataFrame:
+    """The published churn row for each feature row.
+
+    Columns: ``customer_id``, ``feature_cutoff``, ``churn_probability`` (no purchase within ``horizon_days``),
+    ``risk_tier``, ``reason_k`` / ``reason_k_contribution`` / ``reason_k_value`` (k = 1..3, signed log-odds),
+    ``revenue_12m``, ``revenue_at_risk`` (probability x trailing 12-month revenue; empty for snapshot data
+    without revenue), ``horizon_days``, ``model_name``, ``model_version``.
+    """
+    preds = predictions.reset_index(drop=True)
+    feats = features.reset_index(drop=True)
+    out = pd.DataFrame({CUSTOMER_ID: feats[CUSTOMER_ID].astype(str), "feature_cutoff": feats[CUTOFF]})
+    out["churn_probability"] = preds["probability"].astype(float)
+    out["risk_tier"] = preds["band"].astype(str)
+    for col in preds.columns:
+        if col.startswith("reason_"):
+            out[col] = preds[col]
+    revenue = (
+        feats[REVENUE_12M].astype(float)
+        if REVENUE_12M in feats.columns
+        else pd.Series(np.nan, index=feats.index)
+    )
+    out[REVENUE_12M] = revenue
+    out["revenue_at_risk"] = out["churn_probability"] * revenue
+    out["horizon_days"] = int(horizon_days)
+    out["model_name"] = model_name
+    out["model_version"] = str(model_version)
+    return out
+
+
+def load_churn_model(dataset: str, version: str | None = None) -> tuple[ScoringModel, str, dict[str, str]]:
+    """The scoring model of ``churn_risk`` (the champion unless ``version``), its version and its tags.
+
+    Raises SalesmlError when there is no such version or it was trained on another data set.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training.classifier import load_scoring_model
+    from training.registry import CHAMPION, configure
+
+    configure(MODEL_NAME)
+    client = MlflowClient()
+    try:
+        mv = (
+            client.get_model_version(MODEL_NAME, version)
+            if version
+            else client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        )
+    except MlflowException:
+        which = f"version {version}" if version else f"a {CHAMPION}"
+        raise SalesmlError(
+            f"{MODEL_NAME} has no {which}; run `salesml train churn --dataset {dataset} --promote` first"
+        ) from None
+    trained_on = mv.tags.get("dataset", "")
+    if trained_on and trained_on != dataset:
+        raise SalesmlError(
+            f"{MODEL_NAME} v{mv.version} was trained on data set {trained_on!r}, not {dataset!r}: its features do not "
+            f"match; train on {dataset!r} (and promote it) or pass --version of a {dataset!r} model"
+        )
+    info = dict(mv.tags)
+    if mv.run_id:
+        info.update({f"param.{k}": v for k, v in client.get_run(mv.run_id).data.params.items()})
+    return load_scoring_model(f"models:/{MODEL_NAME}/{mv.version}"), str(mv.version), info
+
+
+def score_churn(
+    dataset: Dataset,
+    *,
+    version: str | None = None,
+    as_of: str | None = None,
+    horizon_days: int | None = None,
+    write_snapshot: bool = True,
+) -> pd.DataFrame:
+    """Score every customer active at the last cutoff (snapshot data: every customer) with a registered model.
+
+    The feature rows are also written to the serving snapshot (``features.churn_snapshot``). The horizon is the
+    model's; a different ``horizon_days`` is refused.
+    """
+    model, version, info = load_churn_model(dataset.name, version)
+    trained_h = int(info.get("param.horizon_days", 0)) or None
+    if horizon_days is not None and trained_h is not None and horizon_days != trained_h:
+        raise SalesmlError(
+            f"{MODEL_NAME} v{version} predicts churn within {trained_h} days; --horizon-days {horizon_days} does "
+            "not match (retrain with that horizon, or leave it out)"
+        )
+    horizon_days = horizon_days or trained_h
+    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
+    rows = churn_set.to_score()
+    if write_snapshot:
+        write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())
+    return churn_output(rows, model.predict(rows), model_version=version, horizon_days=churn_set.horizon_days)
+
+
+def score_churn_by_id(
+    dataset: str,
+    customer_ids: list[str],
+    *,
+    model: ScoringModel | None = None,
+    version: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Serving: score customers by id from the materialized snapshot (no feature computation).
+
+    Args:
+        dataset: data set name whose snapshot to read.
+        customer_ids: ids to score.
+        model: an already loaded scoring model (the service loads it once); else the champion is loaded.
+        version: the version of ``model`` (required with ``model``).
+
+    Returns:
+        (one output row per id found, in the order asked; ids not in the snapshot)
+    """
+    if model is None:
+        model, version, _ = load_churn_model(dataset, version)
+    elif version is None:
+        raise SalesmlError("score_churn_by_id: pass the model's version together with the model")
+    rows, missing, meta = lookup_churn_features(dataset, customer_ids)
+    if rows.empty:
+        return churn_output(
+            rows,
+            pd.DataFrame({"probability": [], "band": []}),
+            model_version=str(version),
+            horizon_days=int(meta.get("horizon_days", 0)),
+        ), missing
+    return churn_output(
+        rows, model.predict(rows), model_version=str(version), horizon_days=int(meta.get("horizon_days", 0))
+    ), missing

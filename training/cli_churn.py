@@ -1,0 +1,129 @@
+"""``salesml train churn`` and ``salesml score churn``: thin commands over :mod:`training.churn`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.errors import SalesmlError
+from training.cli import score_app, train_app
+
+__all__ = ["score_churn_cmd", "train_churn_cmd"]
+
+_out = Console()
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Table:
+    cols = ["roc_auc", "pr_auc", "brier", "ece", "lift_top_decile", "capture_top_decile", "base_rate", "n"]
+    table = Table(title=title)
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in metrics.items():
+        table.add_row(
+            name, *(f"{m.get(c, float('nan')):.4f}" if c != "n" else f"{m.get(c, 0):,.0f}" for c in cols)
+        )
+    return table
+
+
+def _horizon(value: int | None) -> int | None:
+    if value is not None and value <= 0:
+        raise SalesmlError(f"--horizon-days must be a positive number of days, got {value}")
+    return value
+
+
+@train_app.command("churn")
+def train_churn_cmd(
+    dataset: str = typer.Option(..., "--dataset", help="Built-in data set name or path to a spec YAML."),
+    promote: bool = typer.Option(
+        False,
+        "--promote",
+        help="Move the alias 'champion' if no worse ROC AUC and Brier on the same test slice.",
+    ),
+    horizon_days: int | None = typer.Option(
+        None,
+        "--horizon-days",
+        help="H: churn = no purchase within H days (default: the spec's churn_horizon_days).",
+    ),
+    cutoffs: int = typer.Option(
+        12, "--cutoffs", min=1, help="How many of the latest labelled monthly cutoffs."
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Last cutoff (YYYY-MM-DD); events after it are ignored. Default: end of data."
+    ),
+    trials: int = typer.Option(
+        20, "--trials", min=1, help="Optuna trials for LightGBM (bounded by --timeout)."
+    ),
+    timeout: float = typer.Option(240.0, "--timeout", help="Seconds for the hyperparameter search."),
+) -> None:
+    """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk'."""
+    from features.churn_snapshot import write_churn_snapshot
+    from features.load import load_dataset
+    from training.churn import MODEL_NAME, log_churn_training, train_churn
+
+    ds = load_dataset(dataset)
+    training = train_churn(
+        ds,
+        horizon_days=_horizon(horizon_days),
+        n_cutoffs=cutoffs,
+        as_of=as_of,
+        n_trials=trials,
+        timeout_s=timeout,
+    )
+    cs, result = training.churn_set, training.result
+    _out.print(
+        f"[bold]{ds.name}[/bold] ({cs.kind}): {len(cs.labeled()):,} labelled rows, H = {cs.horizon_days} days, "
+        f"{len(cs.features)} features; slices {result.slices.get('train', '')} | "
+        f"{result.slices.get('calibration', '')} | {result.slices.get('test', '')} (purge: {training.purge_policy})"
+    )
+    _out.print(_metrics_table(result.metrics, "test slice"))
+    _out.print(
+        f"calibration: {result.calibration_report['chosen']}; top factors: "
+        + ", ".join(result.importance["feature"].head(8))
+    )
+    version, decision = log_churn_training(training, ds, promote=promote)
+    snapshot = write_churn_snapshot(cs, spec_fingerprint=ds.spec.fingerprint())
+    _out.print(f"registered {MODEL_NAME} v{version}; serving snapshot {snapshot}")
+    if decision is not None:
+        _out.print(decision.summary())
+
+
+@score_app.command("churn")
+def score_churn_cmd(
+    dataset: Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output file (.parquet or .csv): one row per active customer.")
+    ],
+    version: str | None = typer.Option(
+        None, "--version", help="Registered version to use (default: champion)."
+    ),
+    horizon_days: int | None = typer.Option(
+        None, "--horizon-days", help="H; must match the model's (default: the spec's churn_horizon_days)."
+    ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="Score as of this date (YYYY-MM-DD); default end of data."
+    ),
+) -> None:
+    """Score every customer active at the last cutoff: probability within H days, tier, reasons, revenue at risk."""
+    from features.load import load_dataset
+    from training.churn import score_churn
+
+    if out.suffix not in (".parquet", ".csv"):
+        raise SalesmlError(f"--out must end in .parquet or .csv, got {out}")
+    ds = load_dataset(dataset)
+    scores = score_churn(ds, version=version, as_of=as_of, horizon_days=_horizon(horizon_days))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out, index=False) if out.suffix == ".parquet" else scores.to_csv(out, index=False)
+    tiers = scores["risk_tier"].value_counts().reindex(["high", "medium", "low"]).fillna(0).astype(int)
+    cutoff = scores["feature_cutoff"].iloc[0] if len(scores) else None
+    _out.print(
+        f"scored {len(scores):,} customers of {ds.name} with {scores['model_name'].iloc[0]} "
+        f"v{scores['model_version'].iloc[0]} (features as of {'' if pd.isna(cutoff) else f'{cutoff:%Y-%m-%d}'}); "
+        f"tiers {dict(tiers)}; revenue at risk {scores['revenue_at_risk'].sum():,.0f}"
+    )
+    _out.print(f"wrote {out}")
