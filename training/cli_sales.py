@@ -1,0 +1,136 @@
+"""``salesml backtest sales``, ``salesml train sales`` and ``salesml plan``: thin commands over training.forecast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.errors import SalesmlError
+from features.spec import resolve_spec_path
+from training.cli import app, backtest_app, train_app
+
+__all__ = ["backtest_sales", "plan", "train_sales_cmd"]
+
+_out = Console()
+_Dataset = Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")]
+
+
+def _table(frame: pd.DataFrame, title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in frame.columns:
+        table.add_column(str(col), justify="right" if pd.api.types.is_numeric_dtype(frame[col]) else "left")
+    for _, row in frame.iterrows():
+        cells = []
+        for col in frame.columns:
+            v = row[col]
+            if isinstance(v, float):
+                cells.append(f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    return table
+
+
+def _progress(msg: str) -> None:
+    _out.print(f"[dim]{msg}[/dim]")
+
+
+def parse_target(text: str) -> float:
+    """A positive amount (``1500000``, ``1.5e6``, ``1_500_000`` or ``1,500,000``)."""
+    try:
+        value = float(str(text).replace(",", "").replace("_", ""))
+    except ValueError:
+        raise SalesmlError(f"--target must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise SalesmlError(f"--target must be a positive number, got {text!r}")
+    return value
+
+
+@backtest_app.command("sales")
+def backtest_sales(
+    dataset: _Dataset,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for forecasts.parquet, metrics.csv and totals.parquet.")
+    ],
+) -> None:
+    """Backtest the forecast on common calendar cutoffs (one quarter per window) against the baselines."""
+    from training.forecast.report import summary_table, write_backtest
+    from training.forecast.train import backtest_dataset
+
+    resolve_spec_path(dataset)
+    series, result = backtest_dataset(dataset, progress=_progress)
+    paths = write_backtest(result, out)
+    cuts = ", ".join(str(c.date()) for c in result.cutoffs.evaluation)
+    _out.print(
+        _table(result.metrics, f"backtest {dataset}: cutoffs {cuts}, {result.cutoffs.window} periods each")
+    )
+    _out.print(_table(summary_table(result, series.levels), f"chosen {result.chosen} vs best baseline"))
+    for name, path in paths.items():
+        _out.print(f"wrote {name}: {path}")
+
+
+@train_app.command("sales")
+def train_sales_cmd(
+    dataset: _Dataset,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote", help="Move the alias 'champion' if no worse than the champion on the same windows."
+        ),
+    ] = False,
+) -> None:
+    """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast'."""
+    from training.forecast.report import summary_table
+    from training.forecast.train import MODEL_NAME, train_sales
+
+    resolve_spec_path(dataset)
+    res = train_sales(dataset, promote=promote, progress=_progress)
+    _out.print(_table(summary_table(res.backtest, res.series.levels), f"backtest {dataset}"))
+    _out.print(
+        f"run {res.run_id}: registered {MODEL_NAME} v{res.version} (model {res.backtest.chosen}, "
+        f"data to {res.series.end.date()}, eval_key {res.eval_key}) in {res.seconds:.0f} s"
+    )
+    _out.print(f"wape_total {res.metrics['wape_total']:.4f}  wape_bottom {res.metrics['wape_bottom']:.4f}")
+    if res.decision is not None:
+        _out.print(res.decision.summary())
+
+
+@app.command("plan")
+def plan(
+    dataset: Annotated[str, typer.Option("--dataset", help="Data set whose trained forecast to use.")],
+    target: Annotated[
+        str, typer.Option("--target", help="The quarter target for the node: a positive amount.")
+    ],
+    node: Annotated[
+        str, typer.Option("--node", help="Node id, e.g. total or store_type=A/store=1.")
+    ] = "total",
+    quarter: Annotated[
+        str, typer.Option("--quarter", help="current (actuals to date count) or next.")
+    ] = "next",
+    hierarchy: Annotated[
+        int, typer.Option("--hierarchy", help="For 'total' with several hierarchies: which one (0, 1, ...).")
+    ] = 0,
+) -> None:
+    """Break a quarter target down to the node's children; show each child's chance of reaching its share."""
+    from training.forecast.model_store import load_for_dataset
+    from training.forecast.serve_api import plan_target
+
+    amount = parse_target(target)
+    if quarter not in ("current", "next"):
+        raise SalesmlError(f"--quarter must be 'current' or 'next', got {quarter!r}")
+    resolve_spec_path(dataset)
+    art, version = load_for_dataset(dataset)
+    frame = plan_target(art, node, amount, quarter, hierarchy=hierarchy)  # type: ignore[arg-type]
+    period = art.quarters.loc[art.quarters["quarter"] == quarter, "period"].iloc[0]
+    _out.print(
+        _table(
+            frame,
+            f"{dataset} {period} target {amount:,.0f} for {node} (sales_forecast v{version}, data to "
+            f"{art.meta['cutoff']})",
+        )
+    )

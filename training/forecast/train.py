@@ -1,0 +1,150 @@
+"""``salesml train sales``: backtest, refit, log one MLflow run, register ``sales_forecast``, optionally promote."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.load import load_dataset
+from features.series import HierarchicalSeries, build_series
+from training import registry
+from training.forecast.artifacts import ForecastArtifacts
+from training.forecast.backtest import BacktestResult, run_backtest
+from training.forecast.config import ForecastConfig
+from training.forecast.pyfunc import ARTIFACT_KEY, SalesForecastModel
+from training.forecast.quarters import forecast_quarters
+from training.forecast.report import level_metrics, plot_error_by_level, plot_fan_charts, write_backtest
+
+__all__ = ["EXPERIMENT", "GATE", "MODEL_NAME", "TrainResult", "backtest_dataset", "train_sales"]
+
+MODEL_NAME = "sales_forecast"
+EXPERIMENT = "sales_forecast"
+GATE = {"wape_total": "lower", "wape_bottom": "lower"}
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    version: str
+    eval_key: str
+    metrics: dict[str, float]
+    backtest: BacktestResult
+    artifacts: ForecastArtifacts
+    series: HierarchicalSeries
+    decision: registry.GateDecision | None
+    seconds: float
+
+
+def backtest_dataset(
+    dataset: str, config: ForecastConfig | None = None, progress: Callable[[str], None] | None = None
+) -> tuple[HierarchicalSeries, BacktestResult]:
+    """Load a data set, build its series and backtest every model."""
+    ds = load_dataset(dataset)
+    series = build_series(ds)
+    return series, run_backtest(series, config, progress=progress)
+
+
+def train_sales(
+    dataset: str,
+    *,
+    promote: bool = False,
+    config: ForecastConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """One MLflow run: backtest, refit on all data, log everything, register and tag the version."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    started = time.perf_counter()
+    config = config or ForecastConfig()
+    ds = load_dataset(dataset)
+    series = build_series(ds)
+    result = run_backtest(series, config, progress=progress)
+    if progress:
+        progress(f"refitting {result.chosen} on all data up to {series.end.date()}")
+    fingerprint = ds.spec.fingerprint()
+    art = forecast_quarters(
+        series, result, config, meta={"dataset": ds.name, "spec_fingerprint": fingerprint}
+    )
+    metrics = level_metrics(result, series.bottom_level)
+    key = registry.eval_key(
+        fingerprint,
+        str(series.end.date()),
+        *[str(c.date()) for c in result.cutoffs.evaluation],
+        result.cutoffs.window,
+    )
+    registry.configure(EXPERIMENT)
+    with mlflow.start_run(run_name=f"sales-{ds.name}") as run, tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        mlflow.set_tags({"dataset": ds.name, "spec_fingerprint": fingerprint, "eval_key": key})
+        mlflow.log_params(
+            {
+                **config.params(),
+                "dataset": ds.name,
+                "spec_fingerprint": fingerprint,
+                "freq": series.freq,
+                "season_length": series.season_length,
+                "n_nodes": len(series.nodes),
+                "n_bottom": len(series.bottom_ids),
+                "data_cutoff": str(series.end.date()),
+                "backtest_cutoffs": ",".join(str(c.date()) for c in result.cutoffs.evaluation),
+                "calibration_cutoffs": ",".join(str(c.date()) for c in result.cutoffs.calibration),
+                "window": result.cutoffs.window,
+                "step": result.cutoffs.step,
+                "chosen_model": result.chosen,
+                "nonnegative": series.nonnegative,
+            }
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(ds.spec_path), artifact_path="spec")
+        bt_dir = tmp_path / "backtest"
+        write_backtest(result, bt_dir)
+        mlflow.log_artifacts(str(bt_dir), artifact_path="backtest")
+        plots = tmp_path / "plots"
+        plots.mkdir()
+        plot_fan_charts(series, art, plots / "fan_chart.png")
+        plot_error_by_level(result, series.levels, plots / "error_by_level.png")
+        mlflow.log_artifacts(str(plots), artifact_path="plots")
+        art_dir = art.save(tmp_path / "forecast")
+        example = pd.DataFrame({"unique_id": ["total"], "level": ["total"]})
+        output = SalesForecastModel()
+        output.artifacts_ = art
+        signature = infer_signature(example, output.predict(None, example))
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SalesForecastModel(),
+            artifacts={ARTIFACT_KEY: str(art_dir)},
+            signature=signature,
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            pip_requirements=["mlflow==3.17.2", "pandas==2.3.3", "pyarrow", "numpy"],
+        )
+        version = str(info.registered_model_version)
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)
+    registry.tag_version(
+        MODEL_NAME,
+        version,
+        key,
+        {k: metrics[k] for k in GATE},
+        dataset=ds.name,
+        model=result.chosen,
+        data_cutoff=str(series.end.date()),
+        run_id=run.info.run_id,
+    )
+    decision = registry.promote_if_better(MODEL_NAME, version, directions=GATE) if promote else None
+    return TrainResult(
+        run_id=run.info.run_id,
+        version=version,
+        eval_key=key,
+        metrics=metrics,
+        backtest=result,
+        artifacts=art,
+        series=series,
+        decision=decision,
+        seconds=time.perf_counter() - started,
+    )
