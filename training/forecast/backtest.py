@@ -16,7 +16,6 @@ import pandas as pd
 
 from features.series import HierarchicalSeries
 from training.forecast.config import (
-    LGBM,
     SEASONAL_NAIVE,
     Cutoffs,
     ForecastConfig,
@@ -70,6 +69,7 @@ def forecast_at(
     config: ForecastConfig,
     *,
     methods: tuple[str, ...] | None = None,
+    candidates: tuple[str, ...] | None = None,
     baselines: bool = True,
 ) -> pd.DataFrame:
     """Point forecasts of every node from the data up to ``cutoff``, with ``level, step, scale`` and actuals.
@@ -81,7 +81,9 @@ def forecast_at(
     if series.nonnegative:  # sales that are never negative get non-negative base forecasts too
         models = [c for c in base.columns if c not in ("unique_id", "ds")]
         base[models] = base[models].clip(lower=0.0)
-    out = reconcile(series, base, LGBM, methods or config.reconcilers)
+    out = base
+    for model in candidates or config.candidates():
+        out = reconcile(series, out, model, methods or config.reconcilers)
     steps = {d: i + 1 for i, d in enumerate(pd.date_range(cutoff, periods=h + 1, freq=series.freq)[1:])}
     out["step"] = out["ds"].map(steps).astype(int)
     out["level"] = out["unique_id"].map(series.level_of())
@@ -139,9 +141,9 @@ def run_backtest(
     config = config or ForecastConfig()
     cuts = backtest_cutoffs(series, config)
     auto = auto_model_name(config, series.season_length)
-    reconciled = [reconciled_name(LGBM, m) for m in config.reconcilers]
+    reconciled = [reconciled_name(b, m) for b in config.candidates() for m in config.reconcilers]
     baselines = [SEASONAL_NAIVE, auto]
-    models = [*baselines, LGBM, *reconciled]
+    models = [*baselines, *config.candidates(), *reconciled]
     raw_parts = []
     for c in cuts.all:
         if progress:

@@ -9,10 +9,19 @@ import pandas as pd
 from features.errors import SalesmlError
 from features.series import HierarchicalSeries, periods_per_quarter
 
-__all__ = ["LGBM", "SEASONAL_NAIVE", "Cutoffs", "ForecastConfig", "auto_model_name", "backtest_cutoffs"]
+__all__ = [
+    "COMBINED",
+    "LGBM",
+    "SEASONAL_NAIVE",
+    "Cutoffs",
+    "ForecastConfig",
+    "auto_model_name",
+    "backtest_cutoffs",
+]
 
 LGBM = "LGBM"
 SEASONAL_NAIVE = "SeasonalNaive"
+COMBINED = "LGBM+SN"
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class ForecastConfig:
         auto_model: the automatic statistical baseline; ``None`` picks ``AutoTheta`` for seasons up to 13
             periods and the standard ``Theta`` (automatic seasonality test, fixed theta) for longer seasons:
             AutoTheta with season 52 took about 19 s per 300 walmart series, too slow for the time budget.
+        combine: also try ``LGBM+SN``, the equal-weight mean of LightGBM and seasonal naive (fixed weight).
     """
 
     n_windows: int = 4
@@ -51,6 +61,11 @@ class ForecastConfig:
     )
     min_scores: int = 40
     auto_model: str | None = None
+    combine: bool = True
+
+    def candidates(self) -> tuple[str, ...]:
+        """Base models whose reconciled versions compete to be chosen."""
+        return (LGBM, COMBINED) if self.combine else (LGBM,)
 
     def params(self) -> dict[str, object]:
         flat = asdict(self)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.series import HierarchicalSeries
-from training.forecast.config import LGBM, SEASONAL_NAIVE, ForecastConfig, auto_model_name
+from training.forecast.config import COMBINED, LGBM, SEASONAL_NAIVE, ForecastConfig, auto_model_name
 
 __all__ = ["base_forecasts", "lgbm_forecast", "stats_forecast"]
 
@@ -108,7 +108,7 @@ def lgbm_forecast(
 
 
 def stats_forecast(
-    series: HierarchicalSeries, train: pd.DataFrame, h: int, config: ForecastConfig
+    series: HierarchicalSeries, train: pd.DataFrame, h: int, config: ForecastConfig, *, auto: bool = True
 ) -> pd.DataFrame:
     """Seasonal naive and the automatic baseline at every node, ``unique_id, ds, SeasonalNaive, <auto>``."""
     from statsforecast import StatsForecast
@@ -118,12 +118,11 @@ def stats_forecast(
     season = series.season_length
     sn_season = season if n_train >= season else 1
     auto_season = season if n_train >= 2 * season else 1
-    auto = auto_model_name(config, season)
-    auto_cls = {"AutoTheta": AutoTheta, "AutoETS": AutoETS, "Theta": Theta}[auto]
-    models = [
-        SeasonalNaive(season_length=sn_season, alias=SEASONAL_NAIVE),
-        auto_cls(season_length=auto_season, alias=auto),
-    ]
+    models = [SeasonalNaive(season_length=sn_season, alias=SEASONAL_NAIVE)]
+    if auto:
+        name = auto_model_name(config, season)
+        auto_cls = {"AutoTheta": AutoTheta, "AutoETS": AutoETS, "Theta": Theta}[name]
+        models.append(auto_cls(season_length=auto_season, alias=name))
     # Series too short for a model (tiny histories) fall back to the naive forecast.
     sf = StatsForecast(models=models, freq=series.freq, n_jobs=1, fallback_model=Naive())
     with warnings.catch_warnings():
@@ -140,11 +139,15 @@ def base_forecasts(
     *,
     baselines: bool = True,
 ) -> pd.DataFrame:
-    """All base models at every node from the data up to ``cutoff``: ``unique_id, ds, <model>...``."""
+    """All base models at every node from the data up to ``cutoff``: ``unique_id, ds, <model>...``.
+
+    ``LGBM+SN`` is the equal-weight mean of LightGBM and seasonal naive (a fixed, untuned combination).
+    With ``baselines=False`` the automatic statistical baseline is skipped (seasonal naive is cheap and kept).
+    """
     train = series.truncate(cutoff)
     lgbm = lgbm_forecast(series, train, cutoff, h, config)
-    if not baselines:
-        return lgbm.sort_values(["unique_id", "ds"]).reset_index(drop=True)
-    stats = stats_forecast(series, train, h, config)
+    stats = stats_forecast(series, train, h, config, auto=baselines)
     out = stats.merge(lgbm, on=["unique_id", "ds"], how="outer")
+    if config.combine:
+        out[COMBINED] = 0.5 * (out[LGBM] + out[SEASONAL_NAIVE])
     return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)

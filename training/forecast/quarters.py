@@ -51,11 +51,13 @@ def forecast_quarters(
 ) -> ForecastArtifacts:
     """Refit the chosen model on all data and build the artifacts serving needs."""
     chosen = backtest.chosen
-    method = chosen.split("/", 1)[1]
+    base_model, method = chosen.split("/", 1)
     periods = quarter_periods(series)
     n_rest, n_next = len(periods["current_rest"]), len(periods["next"])
     h = n_rest + n_next
-    cur = forecast_at(series, series.end, h, config, methods=(method,), baselines=False)
+    cur = forecast_at(
+        series, series.end, h, config, methods=(method,), candidates=(base_model,), baselines=False
+    )
     hist = backtest.raw[backtest.raw["ds"] <= series.end]
     cur = step_intervals(
         cur, hist, chosen, config.levels, min_scores=config.min_scores, nonnegative=series.nonnegative
