@@ -20,3 +20,6 @@ for ds in $(printf '%s\n' "$FORECAST_DATASET" "$CHURN_DATASET" "$LEADS_DATASET" 
   echo "== salesml data check $ds"
   "$BIN/salesml" data check "$ds"
 done
+
+echo "== salesml train sales --dataset $FORECAST_DATASET --promote"
+"$BIN/salesml" train sales --dataset "$FORECAST_DATASET" --promote
