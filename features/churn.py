@@ -127,7 +127,7 @@ def check_labels(labels: pd.Series, *, where: str) -> pd.Series:
             f"{where}: the label must be 0 (stayed) or 1 (churned), found {sorted(map(str, bad.unique()))[:5]} "
             f"in {len(bad)} row(s); map the source values with label_values in the spec"
         )
-    present = set(values.astype(int).unique())
+    present = {int(v) for v in values.unique()}
     if present != {0, 1}:
         raise ChurnInputError(
             f"{where}: the label has only the class(es) {sorted(present)} among {len(values)} known row(s); "
