@@ -23,3 +23,9 @@ done
 
 echo "== salesml train sales --dataset $FORECAST_DATASET --promote"
 "$BIN/salesml" train sales --dataset "$FORECAST_DATASET" --promote
+
+echo "== salesml train leads --dataset $LEADS_DATASET --promote"
+"$BIN/salesml" train leads --dataset "$LEADS_DATASET" --promote
+mkdir -p out
+echo "== salesml score leads --dataset $LEADS_DATASET --out out/lead_scores.parquet"
+"$BIN/salesml" score leads --dataset "$LEADS_DATASET" --out out/lead_scores.parquet
