@@ -281,9 +281,7 @@ def score_lead_records(
     name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
     partition = leads_from_records(records, table)
     leads = dataset.tables[name]
-    for col in leads.columns:
-        if col not in partition.columns and col != OUTCOME:
-            partition[col] = pd.Series([np.nan] * len(partition), dtype=leads[col].dtype)
+    partition = _like(partition, leads)
     activities = dataset.table(Role.activities)
     time_kind = time_kind_of(leads, table)
     history = None
@@ -308,3 +306,22 @@ def score_lead_records(
     if scoring is None:
         scoring, version = _model_and_version(model_name, alias)
     return _output(frame, scoring, value_column(frame, table), model_name, str(version))
+
+
+def _like(partition: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
+    """Give a batch of raw leads the columns and types of the data set's leads table (JSON has no dates)."""
+    out = partition.copy()
+    for col in leads.columns:
+        if col == OUTCOME:
+            continue
+        kind = leads[col].dtype
+        if col not in out.columns:
+            out[col] = pd.Series([np.nan] * len(out), index=out.index)
+        if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
+            values = out[col].map(lambda v: float(v) if isinstance(v, bool) else v)
+            out[col] = pd.to_numeric(values, errors="coerce").astype(float)
+        elif pd.api.types.is_datetime64_any_dtype(kind):
+            out[col] = pd.to_datetime(out[col], errors="coerce")
+        elif col != LEAD_ID:
+            out[col] = out[col].astype(object).where(out[col].notna(), np.nan)
+    return out
