@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.bgnbd import bgnbd_columns
 from features.churn import CUTOFF, LABEL, REVENUE_12M, ChurnSet, build_churn_set
 from features.churn_snapshot import lookup_churn_features, write_churn_snapshot
 from features.errors import SalesmlError
@@ -35,6 +36,7 @@ from features.spec import CUSTOMER_ID
 from training.classifier import ClassifierData, ScoringModel, TrainConfig, TrainedClassifier, train_classifier
 
 __all__ = [
+    "BGNBD_COLUMNS",
     "MODEL_NAME",
     "TIERS",
     "ChurnTraining",
@@ -47,6 +49,7 @@ __all__ = [
     "score_churn",
     "score_churn_by_id",
     "train_churn",
+    "with_bgnbd",
 ]
 
 MODEL_NAME = "churn_risk"
@@ -65,6 +68,27 @@ class ChurnTraining:
     @property
     def metrics(self) -> dict[str, dict[str, float]]:
         return self.result.metrics
+
+
+BGNBD_COLUMNS = ("bgnbd_p_alive", "bgnbd_p_no_purchase")
+
+
+def with_bgnbd(churn_set: ChurnSet) -> ChurnSet:
+    """Add the BG/NBD columns (fitted per cutoff, point in time) as features and ``bgnbd`` as a rule baseline.
+
+    Transaction data only; a snapshot is returned unchanged.
+    """
+    if churn_set.kind != "transactions":
+        return churn_set
+    frame = churn_set.frame.drop(columns=list(BGNBD_COLUMNS), errors="ignore")
+    frame = pd.concat([frame, bgnbd_columns(frame, horizon_days=churn_set.horizon_days)], axis=1)
+    numeric = [c for c in churn_set.numeric if c not in BGNBD_COLUMNS] + list(BGNBD_COLUMNS)
+    return replace(
+        churn_set,
+        frame=frame,
+        numeric=numeric,
+        rule_baselines={**churn_set.rule_baselines, "bgnbd": "bgnbd_p_no_purchase"},
+    )
 
 
 def churn_classifier_data(churn_set: ChurnSet, *, purge: bool = True) -> ClassifierData:
@@ -166,9 +190,12 @@ def train_churn(
     n_trials: int = 20,
     timeout_s: float = 240.0,
     random_state: int = 42,
+    bgnbd: bool = True,
 ) -> ChurnTraining:
     """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots)."""
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of)
+    if bgnbd:
+        churn_set = with_bgnbd(churn_set)
     data = churn_classifier_data(churn_set)
     config = TrainConfig(
         split="time" if churn_set.kind == "transactions" else "stratified",
@@ -303,6 +330,8 @@ def score_churn(
         )
     horizon_days = horizon_days or trained_h
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
+    if any(c in model.features for c in BGNBD_COLUMNS):
+        churn_set = with_bgnbd(churn_set)
     rows = churn_set.to_score()
     if write_snapshot:
         write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())
