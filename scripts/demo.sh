@@ -29,3 +29,9 @@ echo "== salesml train leads --dataset $LEADS_DATASET --promote"
 mkdir -p out
 echo "== salesml score leads --dataset $LEADS_DATASET --out out/lead_scores.parquet"
 "$BIN/salesml" score leads --dataset "$LEADS_DATASET" --out out/lead_scores.parquet
+
+echo "== salesml train churn --dataset $CHURN_DATASET --promote"
+"$BIN/salesml" train churn --dataset "$CHURN_DATASET" --promote
+mkdir -p out
+echo "== salesml score churn --dataset $CHURN_DATASET --out out/churn_scores.parquet"
+"$BIN/salesml" score churn --dataset "$CHURN_DATASET" --out out/churn_scores.parquet
