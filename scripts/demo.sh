@@ -35,3 +35,19 @@ echo "== salesml train churn --dataset $CHURN_DATASET --promote"
 mkdir -p out
 echo "== salesml score churn --dataset $CHURN_DATASET --out out/churn_scores.parquet"
 "$BIN/salesml" score churn --dataset "$CHURN_DATASET" --out out/churn_scores.parquet
+
+# --- serve the champions -------------------------------------------------------------------------------
+PORT="${SALESML_PORT:-3000}"
+echo "== salesml serve --port $PORT"
+"$BIN/salesml" serve --port "$PORT" > out/serve.log 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null' INT TERM EXIT
+for _ in $(seq 1 120); do
+  if curl -sf "http://127.0.0.1:$PORT/readyz" > /dev/null 2>&1; then break; fi
+  if ! kill -0 "$SERVER" 2>/dev/null; then echo "the service failed to start; see out/serve.log"; tail -30 out/serve.log; exit 1; fi
+  sleep 1
+done
+echo "== one working curl per endpoint (each was just tried):"
+"$BIN/python" scripts/demo_curls.py --url "http://127.0.0.1:$PORT"
+echo "The service is running on http://127.0.0.1:$PORT (OpenAPI: /docs.json). Ctrl-C stops it."
+wait "$SERVER"

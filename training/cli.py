@@ -43,7 +43,8 @@ _err = Console(stderr=True)
 def main() -> None:
     """Console entry point: bad input (SalesmlError) is printed for people and exits 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except SalesmlError as err:
         _err.print(Text("error: ", style="bold red") + Text(str(err)), highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -66,4 +67,5 @@ def main() -> None:
 import serving.cli  # noqa: E402,F401
 import training.cli_churn  # noqa: E402,F401
 import training.cli_leads  # noqa: E402,F401
+import training.cli_models  # noqa: E402,F401
 import training.cli_sales  # noqa: E402,F401
