@@ -8,7 +8,7 @@ DEMO_DATASET_FORECAST ?= walmart
 DEMO_DATASET_CHURN ?= cdnow
 DEMO_DATASET_LEADS ?= bank-marketing
 
-.PHONY: venv demo test lint lock notebook clean
+.PHONY: venv demo test lint lock notebook notebooks-strip clean
 
 # The environment is built from requirements.lock (exact versions), then the project is installed editable.
 $(BIN)/salesml: pyproject.toml requirements.lock
@@ -35,3 +35,10 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+notebook: venv
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser notebooks/
+
+# Notebooks are committed without outputs; tests/model/test_notebooks.py fails on a committed output.
+notebooks-strip: venv
+	$(BIN)/jupyter nbconvert --clear-output --inplace notebooks/*.ipynb

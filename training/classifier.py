@@ -53,6 +53,7 @@ __all__ = [
     "load_scoring_model",
     "log_and_register",
     "metrics_table",
+    "plot_diagnostics",
     "train_classifier",
 ]
 
@@ -533,7 +534,7 @@ def metrics_table(result: TrainedClassifier) -> pd.DataFrame:
     return pd.DataFrame(result.metrics).T.rename_axis("model").reset_index()
 
 
-def _plots(result: TrainedClassifier, folder: Path) -> list[Path]:
+def plot_diagnostics(result: TrainedClassifier, folder: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -708,7 +709,7 @@ def log_and_register(
                 path, index=False
             )
             mlflow.log_artifact(str(path), artifact_path="tables")
-        for path in _plots(result, folder):
+        for path in plot_diagnostics(result, folder):
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_text(decision_report(result), "decision_report.md")
 
