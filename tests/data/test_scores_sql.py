@@ -1,0 +1,250 @@
+"""Scores for the CRM: the transactional upsert against the real PostgreSQL server, and SQLite without one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.errors import SalesmlError
+from tests.conftest import postgres_url
+from training.scores_sql import crm_rows, write_score_frame, write_scores
+
+T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+
+
+def churn_frame(n: int = 6, *, shift: float = 0.0, version: str = "1") -> pd.DataFrame:
+    """A frame shaped like ``training.churn.score_churn``'s output."""
+    p = np.linspace(0.05, 0.75, n) + shift
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:03d}" for i in range(n)],
+            "feature_cutoff": pd.Timestamp("2025-12-31"),
+            "churn_probability": p,
+            "risk_tier": np.where(p > 0.5, "high", np.where(p > 0.2, "medium", "low")),
+            "reason_1": "recency_days",
+            "reason_1_contribution": np.linspace(0.4, 1.2, n),
+            "reason_1_value": [str(10 * i) for i in range(n)],
+            "reason_2": ["tenure_days"] * (n - 1) + [None],
+            "reason_2_contribution": [-0.3] * (n - 1) + [np.nan],
+            "reason_2_value": ["400"] * (n - 1) + [None],
+            "revenue_12m": 1000.0,
+            "revenue_at_risk": p * 1000.0,
+            "horizon_days": 90,
+            "model_name": "churn_risk",
+            "model_version": version,
+        }
+    )
+
+
+def leads_frame(n: int = 4) -> pd.DataFrame:
+    """A frame shaped like ``training.leads.score_leads``'s output."""
+    return pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(n)],
+            "as_of": pd.Timestamp("2025-11-30"),
+            "probability": np.linspace(0.9, 0.1, n),
+            "grade": ["ABCD"[i % 4] for i in range(n)],
+            "reason_1": "source",
+            "reason_1_contribution": 0.7,
+            "reason_1_value": "referral",
+            "age_days": 12,
+            "value": 5000.0,
+            "expected_value": np.linspace(0.9, 0.1, n) * 5000.0,
+            "model_name": "lead_score",
+            "model_version": "3",
+        }
+    )
+
+
+def read_table(url: str, table: str, key: str) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(f"SELECT * FROM {table} ORDER BY {key}"), conn)
+    finally:
+        engine.dispose()
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_table():
+    """A unique table name in the test database, dropped afterwards."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as err:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
+    name = f"salesml_scores_{uuid.uuid4().hex[:10]}"
+    yield url, name, engine
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_first_write_then_upsert(pg_table) -> None:
+    url, table, _ = pg_table
+    assert write_score_frame(churn_frame(), kind="churn", url=url, table=table, scored_at=T0) == 6
+    first = read_table(url, table, "customer_id")
+    assert first["customer_id"].tolist() == [f"C{i:03d}" for i in range(6)]
+    assert first["probability"].to_numpy() == pytest.approx(np.linspace(0.05, 0.75, 6))
+    assert first["tier"].tolist() == ["low", "low", "medium", "medium", "high", "high"]
+    assert first["model_version"].unique().tolist() == ["1"]
+    assert first["as_of"].unique().tolist() == ["2025-12-31"]
+    reasons = json.loads(first.loc[0, "reasons"])
+    assert reasons == [
+        {"factor": "recency_days", "contribution": 0.4, "value": "0"},
+        {"factor": "tenure_days", "contribution": -0.3, "value": "400"},
+    ]
+    assert json.loads(first.loc[5, "reasons"]) == [
+        {"factor": "recency_days", "contribution": 1.2, "value": "50"}
+    ]
+    assert pd.Timestamp(first.loc[0, "scored_at"]) == pd.Timestamp(T0)
+
+    # Re-scoring upserts: same ids, new values and version, scored_at moves; a new id is added.
+    second = churn_frame(7, shift=0.2, version="2")
+    later = T0 + timedelta(days=1)
+    assert write_score_frame(second, kind="churn", url=url, table=table, scored_at=later) == 7
+    after = read_table(url, table, "customer_id")
+    assert len(after) == 7
+    assert after["probability"].to_numpy() == pytest.approx(np.linspace(0.05, 0.75, 7) + 0.2)
+    assert after["model_version"].unique().tolist() == ["2"]
+    assert (pd.to_datetime(after["scored_at"], utc=True) == pd.Timestamp(later)).all()
+
+    # A smaller batch only touches its own ids.
+    write_score_frame(
+        churn_frame(2, shift=0.1, version="3"), kind="churn", url=url, table=table, scored_at=later
+    )
+    last = read_table(url, table, "customer_id")
+    assert len(last) == 7
+    assert last["model_version"].tolist() == ["3", "3", "2", "2", "2", "2", "2"]
+
+
+@pytest.mark.postgres
+def test_postgres_constraint_violation_mid_write_leaves_old_rows_intact(pg_table) -> None:
+    import sqlalchemy as sa
+
+    url, table, engine = pg_table
+    write_score_frame(churn_frame(), kind="churn", url=url, table=table, scored_at=T0)
+    before = read_table(url, table, "customer_id")
+    with engine.begin() as conn:
+        # The CRM's own rule: it refuses probabilities of 0.9 and above.
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT p_below_09 CHECK (probability < 0.9)"))
+    batch = churn_frame(9, version="2")  # new values for the 6 ids and 3 new ids
+    batch["churn_probability"] = 0.5
+    batch.loc[4, "churn_probability"] = 0.95  # the middle row breaks the constraint
+    with pytest.raises(SalesmlError, match=r"rolled back.*p_below_09|p_below_09.*rolled back|rolled back"):
+        write_score_frame(batch, kind="churn", url=url, table=table, scored_at=T0 + timedelta(hours=1))
+    after = read_table(url, table, "customer_id")
+    pd.testing.assert_frame_equal(after, before)
+    # No staging table is left behind either.
+    with engine.connect() as conn:
+        left = conn.execute(
+            sa.text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'salesml_stage_%'")
+        ).scalar()
+    assert left == 0
+
+
+@pytest.mark.postgres
+def test_postgres_leads_rows_and_an_existing_table_of_another_shape(pg_table) -> None:
+    import sqlalchemy as sa
+
+    url, table, engine = pg_table
+    assert write_score_frame(leads_frame(), kind="leads", url=url, table=table) == 4
+    rows = read_table(url, table, "lead_id")
+    assert rows["grade"].tolist() == list("ABCD")
+    assert rows["value_at_risk"].to_numpy() == pytest.approx(np.linspace(0.9, 0.1, 4) * 5000.0)
+    other = f"{table}_other"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {other} (lead_id text, probability double precision)"))
+        with pytest.raises(SalesmlError, match="without column"):
+            write_score_frame(leads_frame(), kind="leads", url=url, table=other)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {other}"))
+
+
+# --- SQLite and input validation (no server needed) --------------------------------------------------------
+
+
+def test_sqlite_upsert_and_rollback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert write_score_frame(leads_frame(), kind="leads", url=url, table="lead_scores", scored_at=T0) == 4
+    changed = leads_frame().assign(probability=0.42, model_version="4")
+    assert write_score_frame(changed, kind="leads", url=url, table="lead_scores", scored_at=T0) == 4
+    rows = read_table(url, "lead_scores", "lead_id")
+    assert len(rows) == 4
+    assert rows["probability"].tolist() == [0.42] * 4
+    assert rows["model_version"].unique().tolist() == ["4"]
+
+    # A trigger that refuses one id stands in for a constraint the CRM enforces; the batch fails as a whole.
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_l2 BEFORE UPDATE ON lead_scores WHEN NEW.lead_id = 'L2' "
+            "BEGIN SELECT RAISE(ABORT, 'L2 is locked'); END"
+        )
+    engine.dispose()
+    before = read_table(url, "lead_scores", "lead_id")
+    with pytest.raises(SalesmlError, match="L2 is locked"):
+        write_score_frame(
+            leads_frame(6).assign(model_version="5"), kind="leads", url=url, table="lead_scores"
+        )
+    pd.testing.assert_frame_equal(read_table(url, "lead_scores", "lead_id"), before)
+
+
+def test_sqlite_first_write_rolled_back_leaves_no_table(tmp_path: Path) -> None:
+    """Table creation is part of the transaction: a failed first write leaves nothing behind."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    frame = crm_rows(leads_frame(), "leads", scored_at=T0)
+    frame["reasons"] = [object()] * len(frame)  # the driver cannot bind it
+    with pytest.raises(SalesmlError, match="rolled back"):
+        write_scores(frame, url, "lead_scores", "lead_id")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    assert not sa.inspect(engine).has_table("lead_scores")
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "message"),
+    [
+        (lambda f: f.drop(columns=["lead_id"]), {}, "lead_id"),
+        (lambda f: f.assign(lead_id=["L0", "L1", "L1", "L3"]), {}, r"repeats 1 id.*L1"),
+        (lambda f: f.assign(probability=[0.1, 1.5, 0.2, 0.3]), {}, "0..1"),
+        (lambda f: f, {"url": "not a url"}, "not a usable SQLAlchemy URL"),
+        (lambda f: f, {"url": "nosuchdb://host/x"}, "not a usable SQLAlchemy URL"),
+        (lambda f: f, {"table": "scores; DROP TABLE x"}, "not a plain SQL identifier"),
+    ],
+)
+def test_bad_input_is_named(tmp_path: Path, mutate, kwargs, message) -> None:
+    args = {"url": f"sqlite:///{tmp_path / 'crm.db'}", "table": "lead_scores", **kwargs}
+    with pytest.raises(SalesmlError, match=message):
+        write_score_frame(mutate(leads_frame()), kind="leads", **args)
+
+
+def test_unreachable_server_is_named() -> None:
+    with pytest.raises(SalesmlError, match="could not write scores"):
+        write_score_frame(
+            leads_frame(), kind="leads", url="postgresql+psycopg://postgres@127.0.0.1:1/none", table="t"
+        )
