@@ -49,13 +49,35 @@ def _run(label: str, dataset: str, trials: int, **kwargs) -> tuple[list[dict], o
     return rows, training
 
 
+def _spec_without(name: str, columns: list[str]) -> Path:
+    """A copy of a built-in spec with some columns unmapped (written to a temporary folder)."""
+    import tempfile
+
+    import yaml
+
+    from features.spec import BUILTIN_SPEC_DIR
+
+    spec = yaml.safe_load((BUILTIN_SPEC_DIR / f"{name}.yaml").read_text())
+    for table in spec["tables"].values():
+        for col in columns:
+            table["columns"].pop(col, None)
+            table.get("types", {}).pop(col, None)
+    path = Path(tempfile.mkdtemp(prefix="salesml-bench-")) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=15, help="Optuna trials per model")
-    parser.add_argument("--only", choices=["bank", "xedu", "crm"], help="run one case only")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/salesml-benchmark-leads.json"), help="JSON output")
+    parser.add_argument(
+        "--only", choices=["bank", "bank-variants", "xedu", "crm"], help="run one case (group) only"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("/tmp/salesml-benchmark-leads.json"), help="JSON output"
+    )
     args = parser.parse_args()
     rows: list[dict] = []
     if args.only in (None, "bank"):
@@ -66,6 +88,21 @@ def main() -> None:
             args.trials,
             split="stratified",
         )[0]
+    if args.only == "bank-variants":
+        # Which features carry over time? The same split with the macro context (5 monthly indicators) or the
+        # calendar month left out of the spec.
+        for label, drop in (
+            (
+                "no macro context",
+                ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed"],
+            ),
+            (
+                "no macro context, no month",
+                ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed", "month"],
+            ),
+        ):
+            spec = _spec_without("bank-marketing", drop)
+            rows += _run(f"bank-marketing, later 20% held out, {label}", str(spec), args.trials)[0]
     if args.only in (None, "xedu"):
         shipped, training = _run(
             "x-education, stratified 20%, flagged columns excluded", "x-education", args.trials
