@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,8 @@ from training.cli import app, backtest_app, train_app
 
 __all__ = ["backtest_sales", "plan", "train_sales_cmd"]
 
-_out = Console()
+# Piped output (logs, CI) gets a wide table instead of Rich's 80-column default.
+_out = Console(width=None if sys.stdout.isatty() else 200)
 _Dataset = Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")]
 
 
