@@ -248,3 +248,55 @@ def test_unreachable_server_is_named() -> None:
         write_score_frame(
             leads_frame(), kind="leads", url="postgresql+psycopg://postgres@127.0.0.1:1/none", table="t"
         )
+
+
+def test_rows_from_the_real_score_frame_builders(tmp_path: Path) -> None:
+    """The column names come from the functions that build the score frames, not from a copy of them."""
+    from training.churn import churn_output
+    from training.leads import _output as lead_output
+
+    feats = pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2"],
+            "cutoff": pd.Timestamp("2025-12-31"),
+            "revenue_12m": [100.0, 50.0],
+            "recency_days": [3.0, 90.0],
+        }
+    )
+    preds = pd.DataFrame(
+        {
+            "probability": [0.2, 0.7],
+            "band": ["low", "high"],
+            "reason_1": ["recency_days", "recency_days"],
+            "reason_1_contribution": [-0.5, 1.1],
+            "reason_1_value": ["3", "90"],
+        }
+    )
+    churn = crm_rows(churn_output(feats, preds, model_version="7", horizon_days=90), "churn", scored_at=T0)
+    assert churn["tier"].tolist() == ["low", "high"]
+    assert churn["value_at_risk"].tolist() == pytest.approx([20.0, 35.0])
+    assert churn["as_of"].tolist() == ["2025-12-31"] * 2
+    assert json.loads(churn.loc[1, "reasons"]) == [
+        {"factor": "recency_days", "contribution": 1.1, "value": "90"}
+    ]
+
+    class Scoring:  # what training.leads._output needs of a scoring model
+        categorical: list[str] = []
+
+        def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+            return preds.assign(band=["B", "A"])
+
+    leads = pd.DataFrame(
+        {"lead_id": ["L1", "L2"], "decision_at": pd.Timestamp("2025-11-30"), "amount": [1000.0, 10.0]}
+    )
+    import features.leads as fl
+
+    out = lead_output(
+        leads.rename(columns={"decision_at": fl.DECISION_TIME}), Scoring(), "amount", "lead_score", "4"
+    )
+    rows = crm_rows(out, "leads", scored_at=T0)
+    assert rows["grade"].tolist() == ["B", "A"]
+    assert rows["value_at_risk"].tolist() == pytest.approx([200.0, 7.0])
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    assert write_scores(rows, url, "lead_scores", "lead_id") == 2
+    assert read_table(url, "lead_scores", "lead_id")["model_version"].tolist() == ["4", "4"]
