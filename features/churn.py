@@ -297,6 +297,7 @@ def churn_features(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     breadth: Sequence[str] = (),
+    horizon_days: int | None = None,
     _hist: _History | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features of every customer active at each cutoff (one partition of customers).
@@ -313,12 +314,14 @@ def churn_features(
         windows: trailing windows (days) for purchase counts and revenue; 365 is always computed.
         lookback_days: activity window that decides who gets a row.
         breadth: columns whose distinct values bought so far are counted (product_id, product series, ...).
+        horizon_days: H; adds ``purchases_same_window_last_year``, the purchase days in the H days that
+            followed the cutoff's date one year earlier (seasonal propensity, still in the past).
 
     Returns:
         ``customer_id``, ``cutoff``, the feature columns and ``revenue_12m``, sorted by cutoff and customer.
     """
     hist = _hist if _hist is not None else _History.build(transactions)
-    return _features(hist, transactions, cutoffs, customers, windows, lookback_days, breadth)[0]
+    return _features(hist, transactions, cutoffs, customers, windows, lookback_days, breadth, horizon_days)[0]
 
 
 def _features(
@@ -329,6 +332,7 @@ def _features(
     windows: Sequence[int],
     lookback_days: int,
     breadth: Sequence[str],
+    horizon_days: int | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """The features and each row's customer code."""
     windows = sorted({*windows, 365, 90, 180})
@@ -356,6 +360,10 @@ def _features(
         out[f"purchases_{w}d"] = (hi - lo_w[w]).astype(float)
         out[f"revenue_{w}d"] = hist.cum_amount[hi] - hist.cum_amount[lo_w[w]]
     prev90 = (lo_w[90] - lo_w[180]).astype(float)
+    if horizon_days is not None and horizon_days < 365:
+        out["purchases_same_window_last_year"] = (hist.upto(code, t - 365 + horizon_days) - lo_w[365]).astype(
+            float
+        )
     prev90_rev = hist.cum_amount[lo_w[90]] - hist.cum_amount[lo_w[180]]
     with np.errstate(divide="ignore", invalid="ignore"):
         multi = n >= 2
@@ -474,7 +482,9 @@ def churn_partition(
     ``data_end`` is the end of the whole data set (labels after it are unknown), not of this partition.
     """
     hist = _History.build(transactions)
-    frame, code = _features(hist, transactions, cutoffs, customers, windows, lookback_days, breadth)
+    frame, code = _features(
+        hist, transactions, cutoffs, customers, windows, lookback_days, breadth, horizon_days
+    )
     frame[LABEL] = churn_labels(
         transactions, frame, horizon_days=horizon_days, data_end=data_end, _hist=hist, _codes=code
     )

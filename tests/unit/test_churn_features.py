@@ -104,6 +104,13 @@ def _reference(tx: pd.DataFrame, cutoffs: list[pd.Timestamp], lookback: int) -> 
                 "distinct_product_id": float(past["product_id"].nunique()),
                 "distinct_series": float(past["series"].nunique()),
                 "revenue_12m": row["revenue_365d"],
+                "purchases_same_window_last_year": float(
+                    past.loc[
+                        (past["day"] > c - pd.Timedelta(days=365))
+                        & (past["day"] <= c - pd.Timedelta(days=365 - 60)),
+                        "day",
+                    ].nunique()
+                ),
             }
             rows.append(row)
     return pd.DataFrame(rows)
@@ -113,7 +120,7 @@ def _reference(tx: pd.DataFrame, cutoffs: list[pd.Timestamp], lookback: int) -> 
 def test_features_equal_the_slow_reference(seed: int) -> None:
     tx = _panel(np.random.default_rng(seed))
     cutoffs = [DAY0 + pd.Timedelta(days=d) for d in (45, 120, 250, 399, 420)]
-    got = churn_features(tx, cutoffs, lookback_days=200, breadth=["product_id", "series"])
+    got = churn_features(tx, cutoffs, lookback_days=200, breadth=["product_id", "series"], horizon_days=60)
     want = _reference(tx, cutoffs, lookback=200)
     assert len(got) > 10
     pd.testing.assert_frame_equal(
@@ -199,7 +206,7 @@ def test_changing_events_after_the_cutoff_changes_no_feature_at_the_cutoff(
     added = [("new" if i % 2 else e[0], cutoff_day + 1 + e[1], e[2], e[3]) for i, e in enumerate(extra)]
     changed = _frame(past + altered + added)
     customers = _customers(["a", "b", "c", "d", "new"])
-    kwargs = {"customers": customers, "breadth": ["product_id"], "lookback_days": 120}
+    kwargs = {"customers": customers, "breadth": ["product_id"], "lookback_days": 120, "horizon_days": 45}
     got = churn_features(changed, [cutoff], **kwargs)
     want = churn_features(original, [cutoff], **kwargs)
     pd.testing.assert_frame_equal(got, want)
