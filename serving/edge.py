@@ -64,6 +64,15 @@ class EdgeMiddleware:
                 logger.debug("rejected %s %s: 401 missing or wrong token", method, path)
                 await _json(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b"Bearer")])
                 return
+        if method == "POST":
+            ctype = (
+                dict(scope.get("headers") or []).get(b"content-type", b"application/json").decode("latin-1")
+            )
+            if not ctype.lower().startswith("application/json"):
+                await _json(
+                    send, 415, {"error": f"content-type: expected application/json, got {ctype[:80]!r}"}
+                )
+                return
         if (path in ("/readyz", "/models") and method == "GET") or path in MODEL_OF_PATH:
             import bentoml
 

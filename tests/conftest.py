@@ -96,3 +96,23 @@ def postgres_url() -> str | None:
             return url
     except OSError:
         return None
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, small_synthetic_spec: Path) -> Path:
+    """A SALESML_HOME whose registry holds a champion of each model (and a second, unpromoted churn version)."""
+    home = tmp_path_factory.mktemp("service-home")
+    env = {"SALESML_HOME": str(home)}
+    spec = str(small_synthetic_spec)
+    steps = [
+        ("train", "sales", "--dataset", spec, "--promote"),
+        ("train", "churn", "--dataset", spec, "--promote", "--trials", "2"),
+        ("train", "leads", "--dataset", spec, "--promote", "--trials", "2"),
+        ("train", "churn", "--dataset", spec, "--trials", "2"),
+    ]
+    for args in steps:
+        result = run_cli(*args, env=env, timeout=900)
+        assert result.returncode == 0, (
+            f"salesml {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        )
+    return home

@@ -1,0 +1,317 @@
+"""The real service (``salesml serve`` subprocess) against models trained in this session."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import BIN
+from tests.service.conftest import TOKEN, Server, start_server, stop_server
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def library(trained_home: Path, monkeypatch_module):
+    """The library's own view of the same champions (same SALESML_HOME)."""
+    monkeypatch_module.setenv("SALESML_HOME", str(trained_home))
+    import mlflow
+
+    from training.registry import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    return trained_home
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_token_is_required_except_on_probes(server: Server) -> None:
+    body = {"customers": [{"customer_id": "C000001"}]}
+    assert server.post("/churn/score", body, headers={}).status_code == 401
+    wrong = server.post("/churn/score", body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json() == {"error": "unauthorized"}
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    assert httpx.get(server.url + "/readyz").status_code == 200
+    assert httpx.get(server.url + "/metrics").status_code == 200
+    assert server.get("/models", headers={}).status_code == 401
+
+
+def test_models_and_readiness(server: Server) -> None:
+    ready = httpx.get(server.url + "/readyz").json()
+    assert ready["ready"] is True
+    assert {m["state"] for m in ready["models"].values()} == {"fresh"}
+    models = {m["name"]: m for m in server.get("/models").json()["models"]}
+    assert set(models) == {"sales_forecast", "churn_risk", "lead_score"}
+    for m in models.values():
+        assert m["alias"] == "champion" and m["version"] and m["trained_at"]
+        assert m["metrics"], m
+    assert models["churn_risk"]["version"] == "1"
+
+
+def test_churn_by_id_and_by_features_matches_the_library(server: Server, library: Path) -> None:
+    from features.churn_snapshot import read_churn_snapshot
+    from training.classifier import load_scoring_model
+
+    snapshot, meta = read_churn_snapshot("synthetic")
+    ids = snapshot["customer_id"].astype(str).head(5).tolist()
+    feature_row = snapshot.iloc[7]
+    scoring = load_scoring_model("models:/churn_risk@champion")
+    features = {
+        c: (
+            None
+            if pd.isna(feature_row[c])
+            else feature_row[c].item()
+            if hasattr(feature_row[c], "item")
+            else feature_row[c]
+        )
+        for c in scoring.features
+    }
+    body = {
+        "customers": [
+            *[{"customer_id": i} for i in ids[:3]],
+            {"customer_id": "NOT-A-CUSTOMER"},
+            {"customer_id": "F-1", "features": features},
+            *[{"customer_id": i} for i in ids[3:]],
+        ]
+    }
+    response = server.post("/churn/score", body)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r.get("customer_id", r.get("id")) for r in results] == [
+        c["customer_id"] for c in body["customers"]
+    ]
+    assert "error" in results[3] and "NOT-A-CUSTOMER" in results[3]["error"]
+    expected = scoring.predict(
+        snapshot.set_index(snapshot["customer_id"].astype(str)).loc[ids].reset_index(drop=True)
+    )
+    got = [r for r in results if "probability" in r and r["customer_id"] in ids]
+    np.testing.assert_allclose([r["probability"] for r in got], expected["probability"].to_numpy(), rtol=1e-9)
+    assert [r["tier"] for r in got] == expected["band"].tolist()
+    direct = scoring.predict(pd.DataFrame([features]))
+    assert results[4]["probability"] == pytest.approx(float(direct["probability"].iloc[0]), rel=1e-9)
+    for r in got:
+        assert r["model_name"] == "churn_risk" and r["model_version"] == "1"
+        assert r["data_cutoff"] == meta["cutoff"]
+        assert len(r["reasons"]) == 3 and r["horizon_days"] == 90
+        assert r["revenue_at_risk"] is None or r["revenue_at_risk"] >= 0
+
+
+def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
+    server: Server, library: Path, small_synthetic_spec: Path
+) -> None:
+    from features.load import load_dataset
+    from training.classifier import load_scoring_model
+    from training.leads import score_lead_records
+
+    good = [
+        {
+            "lead_id": "N1",
+            "features": {
+                "source": "referral",
+                "company_size": "large",
+                "industry": "retail",
+                "owner": "R001",
+                "demo_requested": True,
+            },
+        },
+        {
+            "lead_id": "N2",
+            "features": {
+                "source": "cold_call",
+                "company_size": "small",
+                "industry": "health",
+                "owner": "R002",
+                "demo_requested": False,
+            },
+        },
+    ]
+    bad = {"lead_id": "N3", "features": {"no_such_field": 1}}
+    response = server.post("/leads/score", {"leads": [good[0], bad, good[1]]})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r.get("lead_id", r.get("id")) for r in results] == ["N1", "N3", "N2"]
+    assert "no_such_field" in results[1]["error"]
+    dataset = load_dataset(small_synthetic_spec)
+    scoring = load_scoring_model("models:/lead_score@champion")
+    expected = score_lead_records(
+        [{**g["features"], "lead_id": g["lead_id"]} for g in good], dataset, scoring=scoring, version="x"
+    )
+    np.testing.assert_allclose(
+        [results[0]["probability"], results[2]["probability"]], expected["probability"].to_numpy(), rtol=1e-9
+    )
+    assert [results[0]["grade"], results[2]["grade"]] == expected["grade"].tolist()
+    assert results[0]["grade"] in {"A", "B", "C", "D"} and len(results[0]["factors"]) == 3
+    assert results[0]["model_name"] == "lead_score"
+    missing_id = server.post("/leads/score", {"leads": [{"features": {}}]})
+    assert missing_id.status_code == 400 and "leads.0.lead_id" in missing_id.json()["error"]
+
+
+def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> None:
+    from training.forecast.serve_api import forecast_nodes, load_forecast, plan_target, quarter_totals
+
+    art = load_forecast("models:/sales_forecast@champion")
+    nodes = ["total", *art.nodes["unique_id"].iloc[1:3].tolist()]
+    response = server.post("/forecast", {"nodes": nodes})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["node"] for r in results] == nodes
+    lib = forecast_nodes(art, nodes=nodes)
+    for r in results:
+        mine = lib[lib["unique_id"] == r["node"]]
+        np.testing.assert_allclose([p["mean"] for p in r["periods"]], mine["mean"].to_numpy(), rtol=1e-9)
+        for p in r["periods"]:
+            assert (
+                p["lo_95"] <= p["lo_80"] <= p["mean"] <= p["hi_80"] <= p["hi_95"]
+                or p["lo_95"] <= p["lo_80"] <= p["hi_80"] <= p["hi_95"]
+            )
+        assert {q["quarter"] for q in r["quarters"]} == {"current", "next"}
+        assert r["model_name"] == "sales_forecast" and r["data_cutoff"]
+    q = quarter_totals(art, nodes=["total"], quarter="next")
+    nxt = next(x for x in results[0]["quarters"] if x["quarter"] == "next")
+    assert nxt["median"] == pytest.approx(float(q["median"].iloc[0]))
+    level = art.nodes["level"].iloc[-1]
+    by_level = server.post("/forecast", {"level": level}).json()["results"]
+    assert {r["level"] for r in by_level} == {level}
+
+    target = float(q["median"].iloc[0]) * 1.1
+    plan = server.post("/plan", {"node": "total", "target": target, "quarter": "next"})
+    assert plan.status_code == 200, plan.text
+    rows = plan.json()["rows"]
+    expected = plan_target(art, "total", target, "next")
+    np.testing.assert_allclose(
+        [r["probability"] for r in rows], expected["probability"].to_numpy(), rtol=1e-9
+    )
+    children = [r for r in rows if r["role"] == "child"]
+    assert sum(r["target"] for r in children) == pytest.approx(target)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/churn/score", {"customers": []}, "customers"),
+        ("/churn/score", {"customers": [{"customer_id": ""}]}, "customers.0.customer_id"),
+        ("/churn/score", {"customers": [{"customer_id": "C1"}], "extra": 1}, "extra"),
+        ("/churn/score", {"customers": "C1"}, "customers"),
+        ("/leads/score", {"leads": [{"lead_id": 5}]}, "leads.0.lead_id"),
+        ("/forecast", {"nodes": ["no/such/node"]}, "unknown node"),
+        ("/forecast", {}, "nodes"),
+        ("/forecast", {"level": "galaxy"}, "unknown level"),
+        ("/plan", {"node": "total", "target": -1}, "target"),
+        ("/plan", {"node": "total", "target": "a lot"}, "target"),
+        ("/plan", {"node": "nowhere", "target": 10}, "unknown node"),
+        ("/plan", {"node": "total", "target": 10, "quarter": "last"}, "quarter"),
+    ],
+)
+def test_bad_input_is_a_4xx_naming_the_field(server: Server, path: str, body: dict, field: str) -> None:
+    response = server.post(path, body)
+    assert 400 <= response.status_code < 500, response.text
+    assert field in response.json()["error"]
+
+
+def test_batch_limit(server: Server) -> None:
+    body = {"customers": [{"customer_id": f"C{i}"} for i in range(10_001)]}
+    response = server.post("/churn/score", body)
+    assert response.status_code == 400 and "limit of 10000" in response.json()["error"]
+
+
+def test_rejections_leave_one_log_line_and_no_traceback_or_scores(server: Server) -> None:
+    server.post("/plan", {"node": "total", "target": -1})
+    server.post("/churn/score", {"customers": [{"customer_id": "SECRET-ID-123"}]})
+    time.sleep(0.5)
+    log = server.log.read_text()
+    assert "Traceback" not in log
+    assert "SECRET-ID-123" not in log
+    assert "probability" not in log
+
+
+def test_reload_while_requests_are_in_flight_loses_none(server: Server, library: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='churn_risk'"))
+    assert len(versions) >= 2
+    body = {"customers": [{"customer_id": "C000010"}, {"customer_id": "C000020"}]}
+
+    def call(_: int) -> tuple[int, str]:
+        r = server.post("/churn/score", body)
+        return r.status_code, r.json()["results"][0].get(
+            "model_version", ""
+        ) if r.status_code == 200 else r.text
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(call, i) for i in range(120)]
+            client.set_registered_model_alias("churn_risk", "champion", str(versions[-1]))
+            reloads = [server.post("/admin/reload", {}) for _ in range(3)]
+            outcomes = [f.result() for f in futures]
+        assert all(r.status_code == 200 for r in reloads)
+        assert [o for o in outcomes if o[0] != 200] == []
+        assert {o[1] for o in outcomes} <= {str(v) for v in versions}
+        models = {m["name"]: m for m in server.get("/models").json()["models"]}
+        assert models["churn_risk"]["version"] == str(versions[-1])
+    finally:
+        client.set_registered_model_alias("churn_risk", "champion", "1")
+        server.post("/admin/reload", {})
+
+
+def test_registry_unreachable_serves_last_good_versions_as_stale(server: Server, tmp_path: Path) -> None:
+    # The session server has already copied every champion locally; now the registry is a closed port.
+    stale = start_server(server.home, tmp_path / "stale.log", {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    try:
+        ready = httpx.get(stale.url + "/readyz").json()
+        assert ready["ready"] is True
+        assert {m["state"] for m in ready["models"].values()} == {"stale"}
+        r = stale.post("/churn/score", {"customers": [{"customer_id": "C000010"}]})
+        assert r.status_code == 200 and r.json()["results"][0]["model_name"] == "churn_risk"
+    finally:
+        stop_server(stale)
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Server, tmp_path: Path) -> None:
+    har = tmp_path / "run.har"
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            server.url + "/docs.json",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--max-examples",
+            "250",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--no-shrink",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--report",
+            "har",
+            "--report-har-path",
+            str(har),
+            "--request-timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    entries = json.loads(har.read_text())["log"]["entries"]
+    assert len(entries) >= 1000, len(entries)
+    assert not [e for e in entries if e["response"]["status"] >= 500]
