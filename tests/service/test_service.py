@@ -310,6 +310,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server: Serv
         text=True,
         timeout=900,
         check=False,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     entries = json.loads(har.read_text())["log"]["entries"]
