@@ -187,7 +187,8 @@ def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple
     )
 
 
-def _model_and_version(model_name: str, alias: str) -> tuple[Any, str]:
+def _model_and_version(model_name: str, alias: str, dataset: Dataset) -> tuple[Any, str]:
+    """The scoring model behind ``models:/<name>@<alias>`` and its version; it must fit ``dataset``."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -196,12 +197,20 @@ def _model_and_version(model_name: str, alias: str) -> tuple[Any, str]:
 
     configure(model_name)
     try:
-        version = str(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+        found = MlflowClient().get_model_version_by_alias(model_name, alias)
     except MlflowException as err:
         raise SalesmlError(
             f"no {model_name!r} model carries the alias {alias!r}; train one with "
             "`salesml train leads --dataset D --promote`"
         ) from err
+    version = str(found.version)
+    trained_on = found.tags.get("dataset")
+    if trained_on and trained_on != dataset.name:
+        raise SalesmlError(
+            f"{model_name}@{alias} (v{version}) was trained on data set {trained_on!r}, not {dataset.name!r}: "
+            f"its features do not fit; train and promote one with `salesml train leads --dataset {dataset.name} "
+            "--promote` (the gate refuses a champion evaluated on other data unless forced)"
+        )
     return load_scoring_model(f"models:/{model_name}@{alias}"), version
 
 
@@ -248,7 +257,7 @@ def score_leads(
     if rows.empty:
         rows, what = lead_set.frame, "every lead (the data set has no open lead)"
     if scoring is None:
-        scoring, version = _model_and_version(model_name, alias)
+        scoring, version = _model_and_version(model_name, alias, dataset)
     return _output(rows, scoring, lead_set.value_col, model_name, str(version)), what
 
 
@@ -304,7 +313,7 @@ def score_lead_records(
         lookups=dataset,
     )
     if scoring is None:
-        scoring, version = _model_and_version(model_name, alias)
+        scoring, version = _model_and_version(model_name, alias, dataset)
     return _output(frame, scoring, value_column(frame, table), model_name, str(version))
 
 
