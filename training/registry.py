@@ -277,6 +277,8 @@ def promote_if_better(
                 else "worse than champion: " + "; ".join(worse)
             )
     action = ("force" if force else "promote") if promoted else "refuse"
+    if reason and not force:
+        why = f"{why} (note: {reason})"
     record(
         name,
         version,
