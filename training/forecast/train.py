@@ -58,7 +58,8 @@ def train_sales(
 ) -> TrainResult:
     """One MLflow run: backtest, refit on all data, log everything, register and tag the version."""
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
 
     started = time.perf_counter()
     config = config or ForecastConfig()
@@ -114,7 +115,13 @@ def train_sales(
         example = pd.DataFrame({"unique_id": ["total"], "level": ["total"]})
         output = SalesForecastModel()
         output.artifacts_ = art
-        signature = infer_signature(example, output.predict(None, example))
+        # Both input columns are optional filters: none of them means every node.
+        inputs = Schema(
+            [ColSpec("string", "unique_id", required=False), ColSpec("string", "level", required=False)]
+        )
+        signature = ModelSignature(
+            inputs=inputs, outputs=infer_signature(example, output.predict(None, example)).outputs
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=SalesForecastModel(),
