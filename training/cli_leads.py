@@ -81,7 +81,13 @@ def score_leads_command(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", help="Built-in data set name or path to a spec YAML."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Parquet file to write the scores to."),  # noqa: B008
+    out: Path | None = typer.Option(None, "--out", "-o", help="Parquet file to write the scores to."),  # noqa: B008
+    to_sql: str | None = typer.Option(
+        None,
+        "--to-sql",
+        help="SQLAlchemy URL of the CRM database to upsert the scores into (one transaction).",
+    ),
+    table: str | None = typer.Option(None, "--table", help="Table for --to-sql (created if absent)."),
     input_file: Path | None = typer.Option(  # noqa: B008
         None,
         "--input",
@@ -92,7 +98,11 @@ def score_leads_command(
     """Score open leads (crm: open deals) with the champion: probability, grade, top 3 factors, expected value."""
     from training.leads import score_lead_records, score_leads
 
-    if out.suffix != ".parquet":
+    if out is None and to_sql is None:
+        raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
+    if (to_sql is None) != (table is None):
+        raise SalesmlError("--to-sql and --table go together: the database URL and the table to upsert into")
+    if out is not None and out.suffix != ".parquet":
         raise SalesmlError(f"--out {out}: expected a .parquet file name")
     ds = load_dataset(dataset)
     if input_file is not None:
@@ -102,12 +112,18 @@ def score_leads_command(
         )
     else:
         scores, what = score_leads(ds, alias=alias)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scores.to_parquet(out, index=False)
+    if to_sql is not None:
+        from training.scores_sql import write_score_frame
+
+        n = write_score_frame(scores, kind="leads", url=to_sql, table=table)  # type: ignore[arg-type]
+        _out.print(f"upserted {n} rows into {table} (one transaction)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_parquet(out, index=False)
     grades = scores["grade"].value_counts().reindex(["A", "B", "C", "D"]).fillna(0).astype(int).to_dict()
     _out.print(
         f"scored {len(scores)} {what} with {scores['model_name'].iloc[0]} v{scores['model_version'].iloc[0]}; "
-        f"grades {grades}; wrote {out}"
+        f"grades {grades}" + (f"; wrote {out}" if out is not None else "")
     )
     if "expected_value" in scores.columns:
         _out.print(f"expected value total {scores['expected_value'].sum():,.0f}")
