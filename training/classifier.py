@@ -233,7 +233,9 @@ class ScoringModel:
         for col in self.numeric:
             X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
         for col in self.categorical:
-            X[col] = X[col].astype("string").astype(object)
+            # Text as Python objects with missing values as np.nan, not pd.NA: scikit-learn's imputers test
+            # missingness with ``x != x`` and fail on pd.NA ("boolean value of NA is ambiguous").
+            X[col] = X[col].astype("string").astype(object).where(X[col].notna(), np.nan)
         return X
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

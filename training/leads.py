@@ -75,28 +75,13 @@ def _owner_rate(lead_set: LeadSet, dataset: Dataset) -> str | None:
     return None
 
 
-MISSING_LEVEL = "(missing)"
-
-
-def model_frame(frame: pd.DataFrame, categorical: Iterable[str]) -> pd.DataFrame:
-    """Missing categorical values as the explicit level ``(missing)``, identically for training and scoring.
-
-    (The shared trainer's logistic baseline cannot impute ``pd.NA``; see /work/notes/leads-to-lead.md.)
-    """
-    out = frame.copy()
-    for col in categorical:
-        if col in out.columns:
-            out[col] = out[col].astype(object).where(out[col].notna(), MISSING_LEVEL)
-    return out
-
-
 def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset) -> ClassifierData:
     """The audited training frame for the shared trainer, with the rule baselines.
 
     Baselines: the best single numeric feature by the audit's honest single-feature AUC, and for deals with an
     owner the owner's (agent's) point-in-time win rate.
     """
-    closed = model_frame(lead_set.closed(), lead_set.categorical)
+    closed = lead_set.closed().copy()
     closed[LABEL] = closed[LABEL].astype(int)
     kept = audit.table[(audit.table["kind"] == "numeric") & audit.table["feature"].isin(audit.numeric)]
     kept = kept.dropna(subset=["auc"])
@@ -217,7 +202,7 @@ def _model_and_version(model_name: str, alias: str, dataset: Dataset) -> tuple[A
 def _output(
     frame: pd.DataFrame, scoring: Any, value_col: str | None, model_name: str, version: str
 ) -> pd.DataFrame:
-    pred = scoring.predict(model_frame(frame, scoring.categorical)).reset_index(drop=True)
+    pred = scoring.predict(frame).reset_index(drop=True)
     out = pd.DataFrame({LEAD_ID: frame[LEAD_ID].to_numpy(), "as_of": frame[DECISION_TIME].to_numpy()})
     out["probability"] = pred["probability"].to_numpy()
     out["grade"] = pred["band"].to_numpy()

@@ -122,3 +122,20 @@ def test_metrics_reference_values() -> None:
     # ECE by hand: bins 1, 4, 3, 8 each hold one row -> mean |y - p|.
     assert expected_calibration_error(y, p) == pytest.approx(np.mean(np.abs(y - p)))
     assert m["lift_top_decile"] == pytest.approx(2.0)
+
+
+def test_missing_categorical_values_train_and_score() -> None:
+    """NaN / None / pd.NA in a categorical column: both the model and the logistic baseline fit and score."""
+    frame = panel(1500, seed=3)
+    segment = frame["segment"].astype(object)
+    segment.iloc[::7] = np.nan
+    segment.iloc[1::11] = None
+    frame["segment"] = segment.astype("string")  # a nullable string column holds pd.NA
+    assert frame["segment"].isna().sum() > 200
+    result = train_classifier(data_for(frame), FAST)
+    assert {"model", "logistic"} <= set(result.metrics)
+    assert result.metrics["logistic"]["roc_auc"] > 0.75
+    prepared = result.model.prepare(frame.head(30))
+    assert not any(v is pd.NA for v in prepared["segment"])
+    out = result.model.predict(frame.head(30))
+    assert out["probability"].between(0, 1).all()
