@@ -139,3 +139,34 @@ def test_missing_categorical_values_train_and_score() -> None:
     assert not any(v is pd.NA for v in prepared["segment"])
     out = result.model.predict(frame.head(30))
     assert out["probability"].between(0, 1).all()
+
+
+def drifting_panel(n: int = 4000, seed: int = 1) -> pd.DataFrame:
+    """12 monthly cutoffs; the label follows x1 in the first 8 months (the train slice) and x2 from month 9 on
+    (the calibration and test slices): a regime change the train slice never sees."""
+    frame = panel(n, seed)
+    month = frame["cutoff"].dt.month
+    rng = np.random.default_rng(seed + 100)
+    logit = np.where(month <= 8, 2.0 * frame["x1"], 2.0 * frame["x2"]) - 0.3
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return frame
+
+
+def test_refit_on_train_and_calibration_uses_the_latest_rows_and_keeps_calibration_out_of_sample() -> None:
+    frame = drifting_panel()
+    plain = train_classifier(data_for(frame), FAST)
+    refit = train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "refit": "train+calibration"}))
+    rows = refit.slices["rows"]
+    assert refit.slices["refit"] == "train+calibration"
+    assert refit.slices["final_fit_rows"] == rows["train"] + rows["calibration"]
+    assert "refit" not in plain.slices
+    # Same search, and the calibrator / band thresholds come from the train-only model's calibration scores.
+    assert refit.best_params == plain.best_params
+    assert refit.calibration_report == plain.calibration_report
+    assert refit.model.band_thresholds == plain.model.band_thresholds
+    # The refitted model and logistic baseline learned the new regime the calibration slice shows.
+    for name in ("model", "logistic"):
+        assert refit.metrics[name]["roc_auc"] > plain.metrics[name]["roc_auc"] + 0.05, name
+    assert refit.metrics["x1_rule"] == plain.metrics["x1_rule"]
+    with pytest.raises(SalesmlError, match="refit must be"):
+        train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "refit": "all"}))
