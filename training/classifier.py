@@ -65,7 +65,16 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class ClassifierData:
-    """Examples for a binary classifier: one row per (entity, cutoff or decision time)."""
+    """Examples for a binary classifier: one row per (entity, cutoff or decision time).
+
+    ``purge``: a constant label window; with a time split, train (calibration) rows whose ``time + purge``
+    reaches the next slice's start are dropped. ``label_time_col``: a per-row moment the label becomes known
+    (a deal's close date; not a feature); with a time split, train rows whose label time is at or after the
+    calibration slice's start and calibration rows whose label time is at or after the test slice's start are
+    dropped, so no slice learns from outcomes that were unknown when the next one begins. A missing label time
+    counts as the row's ``time_col``. Both only act on ``split="time"``; the counts are in
+    ``slices["purged_rows"]``.
+    """
 
     frame: pd.DataFrame
     id_col: str
@@ -75,6 +84,7 @@ class ClassifierData:
     categorical: list[str]
     rule_baselines: dict[str, str] = field(default_factory=dict)
     purge: pd.Timedelta | None = None
+    label_time_col: str | None = None
 
     @property
     def features(self) -> list[str]:
@@ -361,6 +371,16 @@ def _split(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Inde
         late_cal = cal_mask & (times + data.purge >= test_start)
         purged = {"train": int(late_train.sum()), "calibration": int(late_cal.sum())}
         train_mask, cal_mask = train_mask & ~late_train, cal_mask & ~late_cal
+    if data.label_time_col is not None:
+        # The outcome must be known before the next slice begins (a deal closing later is not yet labelled).
+        known = frame[data.label_time_col].where(frame[data.label_time_col].notna(), times)
+        late_train = train_mask & (known >= cal_start)
+        late_cal = cal_mask & (known >= test_start)
+        purged["train"] += int(late_train.sum())
+        purged["calibration"] += int(late_cal.sum())
+        purged["train_by_label_time"] = int(late_train.sum())
+        purged["calibration_by_label_time"] = int(late_cal.sum())
+        train_mask, cal_mask = train_mask & ~late_train, cal_mask & ~late_cal
     info = {
         "split": "time",
         "time_col": data.time_col,
@@ -442,7 +462,15 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     """Split, search, calibrate, fit baselines, band, and evaluate on the untouched test slice."""
     config = config or TrainConfig()
     frame = data.frame
-    for col in [data.id_col, data.time_col, data.label_col, *data.features, *data.rule_baselines.values()]:
+    label_time = [data.label_time_col] if data.label_time_col else []
+    for col in [
+        data.id_col,
+        data.time_col,
+        data.label_col,
+        *data.features,
+        *data.rule_baselines.values(),
+        *label_time,
+    ]:
         if col not in frame.columns:
             raise SalesmlError(
                 f"column {col!r} is not in the training frame (columns: {list(frame.columns)[:20]})"

@@ -170,3 +170,30 @@ def test_refit_on_train_and_calibration_uses_the_latest_rows_and_keeps_calibrati
     assert refit.metrics["x1_rule"] == plain.metrics["x1_rule"]
     with pytest.raises(SalesmlError, match="refit must be"):
         train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "refit": "all"}))
+
+
+def test_label_time_drops_rows_whose_outcome_is_known_only_in_the_next_slice() -> None:
+    frame = panel(3000, seed=5)
+    rng = np.random.default_rng(5)
+    frame["closed_at"] = frame["cutoff"] + pd.to_timedelta(rng.integers(0, 120, len(frame)), unit="D")
+    frame.loc[frame.index[::50], "closed_at"] = pd.NaT  # unknown: counts as known at the cutoff
+    plain = train_classifier(data_for(frame), FAST)
+    result = train_classifier(data_for(frame, label_time_col="closed_at"), FAST)
+    cal_start = pd.Timestamp(plain.slices["calibration"].split(" .. ")[0])
+    test_start = plain.test_predictions["cutoff"].min()
+    known = frame["closed_at"].fillna(frame["cutoff"])
+    in_train = frame["cutoff"] < cal_start
+    in_cal = (frame["cutoff"] >= cal_start) & (frame["cutoff"] < test_start)
+    late_train = int((in_train & (known >= cal_start)).sum())
+    late_cal = int((in_cal & (known >= test_start)).sum())
+    assert late_train > 0 and late_cal > 0
+    purged = result.slices["purged_rows"]
+    assert purged["train_by_label_time"] == purged["train"] == late_train
+    assert purged["calibration_by_label_time"] == purged["calibration"] == late_cal
+    rows, plain_rows = result.slices["rows"], plain.slices["rows"]
+    assert rows["train"] == plain_rows["train"] - late_train
+    assert rows["calibration"] == plain_rows["calibration"] - late_cal
+    assert rows["test"] == plain_rows["test"]  # the test slice is never purged
+    assert "train_by_label_time" not in plain.slices["purged_rows"]
+    with pytest.raises(SalesmlError, match="column 'closed' is not in the training frame"):
+        train_classifier(data_for(frame, label_time_col="closed"), FAST)
