@@ -30,7 +30,7 @@ from features.leads import (
     value_column,
 )
 from features.load import Dataset, join_lookups
-from features.spec import CREATED_AT, LEAD_ID, OUTCOME, OWNER, Role
+from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OUTCOME, OWNER, Role
 from training.classifier import ClassifierData, TrainConfig, TrainedClassifier, train_classifier
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 REGISTERED_NAME = "lead_score"
+LABEL_KNOWN_AT = "label_known_at"
 GRADES = ("A", "B", "C", "D")
 GRADE_SHARES = (0.1, 0.2, 0.3, 0.4)
 
@@ -75,14 +76,32 @@ def _owner_rate(lead_set: LeadSet, dataset: Dataset) -> str | None:
     return None
 
 
+def _label_known_at(closed: pd.DataFrame, dataset: Dataset) -> pd.Series | None:
+    """When each closed lead's outcome became known (its ``closed_at``), aligned with ``closed``; None without
+    close dates. Not a feature: the trainer only uses it to keep outcomes known after a slice starts out of the
+    slices before it."""
+    name, _ = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    leads = dataset.tables[name]
+    if CLOSED_AT not in leads.columns or not pd.api.types.is_datetime64_any_dtype(leads[CLOSED_AT]):
+        return None
+    if not pd.api.types.is_datetime64_any_dtype(closed[DECISION_TIME]):
+        return None
+    close = leads.assign(_id=leads[LEAD_ID].astype(str)).drop_duplicates("_id").set_index("_id")[CLOSED_AT]
+    return closed[LEAD_ID].astype(str).map(close)
+
+
 def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset) -> ClassifierData:
     """The audited training frame for the shared trainer, with the rule baselines.
 
     Baselines: the best single numeric feature by the audit's honest single-feature AUC, and for deals with an
-    owner the owner's (agent's) point-in-time win rate.
+    owner the owner's (agent's) point-in-time win rate. Dated leads with a close date carry it as the non-feature
+    column ``label_known_at`` (the lead set itself does not), passed as the trainer's ``label_time_col``.
     """
     closed = lead_set.closed().copy()
     closed[LABEL] = closed[LABEL].astype(int)
+    known_at = _label_known_at(closed, dataset)
+    if known_at is not None:
+        closed[LABEL_KNOWN_AT] = known_at.to_numpy()
     kept = audit.table[(audit.table["kind"] == "numeric") & audit.table["feature"].isin(audit.numeric)]
     kept = kept.dropna(subset=["auc"])
     rules: dict[str, str] = {}
@@ -103,6 +122,7 @@ def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset
         numeric=audit.numeric,
         categorical=audit.categorical,
         rule_baselines=rules,
+        label_time_col=LABEL_KNOWN_AT if known_at is not None else None,
     )
 
 
