@@ -9,8 +9,9 @@
    linear trees are left out because LightGBM cannot give per-row contributions for them);
 3. chooses the probability calibration (none / sigmoid / isotonic) by Brier score in a two-fold split of the
    calibration slice, then fits the chosen one on the whole slice;
-4. fits the baselines on the same slices: logistic regression and each rule (one column used as a score,
-   oriented on the train slice, isotonic-calibrated on the calibration slice);
+4. fits the baselines on the same slices: logistic regression and each rule (one column used as a score:
+   a numeric one oriented on the train slice, a categorical one as its level's train-slice target rate;
+   isotonic-calibrated on the calibration slice);
    with ``TrainConfig(refit="train+calibration")`` the model and the logistic baseline are then refitted on
    train + calibration rows (calibrators and bands stay fitted out of sample, see :class:`TrainConfig`);
 5. chooses band thresholds (risk tiers or grades A-D) on the calibration slice;
@@ -458,6 +459,46 @@ def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
     return [float(np.quantile(p, 1 - c)) for c in cum]
 
 
+def _rule_baseline(
+    column: pd.Series,
+    categorical: bool,
+    pos: Mapping[str, np.ndarray],
+    y_tr: np.ndarray,
+    y_cal: np.ndarray,
+    y_te: np.ndarray,
+) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """One column used as a score: test-slice probabilities, metrics and what was fitted.
+
+    Numeric: the value, missing filled with the train-slice median, oriented on the train slice. Categorical
+    (or any non-numeric column): the train-slice target rate of the value's level (missing is a level of its
+    own; a level unseen in the train slice gets the train base rate). Either score is then isotonic-calibrated
+    on the calibration slice; the rank metrics are those of the raw score (isotonic steps would create ties).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if categorical or not pd.api.types.is_numeric_dtype(column):
+        levels = column.astype("string").fillna("(missing)").astype(object).to_numpy()
+        train = pd.Series(y_tr, index=levels[pos["train"]])
+        rates = train.groupby(level=0).mean()
+        base = float(y_tr.mean())
+        s = pd.Series(levels).map(rates).fillna(base).to_numpy(dtype=float)
+        sign = 1.0
+        fitted: dict[str, Any] = {"column": column.name, "kind": "categorical", "base_rate": base}
+        fitted["level_rates"] = {str(k): float(v) for k, v in rates.items()}
+    else:
+        score = pd.to_numeric(column, errors="coerce").astype(float)
+        fill = float(score.iloc[pos["train"]].median())
+        s = score.fillna(fill).to_numpy()
+        sign = 1.0 if roc_auc_score(y_tr, s[pos["train"]]) >= 0.5 else -1.0
+        fitted = {"column": column.name, "kind": "numeric", "sign": sign}
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(sign * s[pos["cal"]], y_cal)
+    p = iso.predict(sign * s[pos["test"]])
+    m = classification_metrics(y_te, p)
+    raw = classification_metrics(y_te, sign * s[pos["test"]])
+    m["roc_auc"], m["pr_auc"] = raw["roc_auc"], raw["pr_auc"]
+    return p, m, fitted
+
+
 def train_classifier(data: ClassifierData, config: TrainConfig | None = None) -> TrainedClassifier:
     """Split, search, calibrate, fit baselines, band, and evaluate on the untouched test slice."""
     config = config or TrainConfig()
@@ -533,20 +574,9 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     metrics["logistic"] = classification_metrics(y_te, predictions["logistic"])
     baselines["logistic"] = {"pipeline": logit, "calibration": logit_method}
     for name, col in data.rule_baselines.items():
-        score = pd.to_numeric(frame[col], errors="coerce").astype(float)
-        fill = float(score.iloc[pos["train"]].median())
-        s = score.fillna(fill).to_numpy()
-        from sklearn.metrics import roc_auc_score
-
-        sign = 1.0 if roc_auc_score(y_tr, s[pos["train"]]) >= 0.5 else -1.0
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(sign * s[pos["cal"]], y_cal)
-        predictions[name] = iso.predict(sign * s[pos["test"]])
-        # Rank metrics of the raw rule (isotonic steps would create ties), probability metrics after calibration.
-        m = classification_metrics(y_te, predictions[name])
-        raw = classification_metrics(y_te, sign * s[pos["test"]])
-        m["roc_auc"], m["pr_auc"] = raw["roc_auc"], raw["pr_auc"]
-        metrics[name] = m
-        baselines[name] = {"column": col, "sign": sign}
+        predictions[name], metrics[name], baselines[name] = _rule_baseline(
+            frame[col], col in data.categorical, pos, y_tr, y_cal, y_te
+        )
 
     bands_cal = band_table(y_cal, p_cal, model.band(p_cal), config.band_labels)
     bands_test = band_table(y_te, p_te, model.band(p_te), config.band_labels)

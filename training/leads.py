@@ -93,7 +93,8 @@ def _label_known_at(closed: pd.DataFrame, dataset: Dataset) -> pd.Series | None:
 def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset) -> ClassifierData:
     """The audited training frame for the shared trainer, with the rule baselines.
 
-    Baselines: the best single numeric feature by the audit's honest single-feature AUC, and for deals with an
+    Baselines: the best single feature (numeric or categorical) kept by the audit, by its honest single-feature
+    AUC (the trainer scores a categorical one by its level's train-slice win rate), and for deals with an
     owner the owner's (agent's) point-in-time win rate. Dated leads with a close date carry it as the non-feature
     column ``label_known_at`` (the lead set itself does not), passed as the trainer's ``label_time_col``.
     """
@@ -102,7 +103,7 @@ def lead_classifier_data(lead_set: LeadSet, audit: AuditResult, dataset: Dataset
     known_at = _label_known_at(closed, dataset)
     if known_at is not None:
         closed[LABEL_KNOWN_AT] = known_at.to_numpy()
-    kept = audit.table[(audit.table["kind"] == "numeric") & audit.table["feature"].isin(audit.numeric)]
+    kept = audit.table[audit.table["feature"].isin([*audit.numeric, *audit.categorical])]
     kept = kept.dropna(subset=["auc"])
     rules: dict[str, str] = {}
     if len(kept):

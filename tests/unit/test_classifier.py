@@ -197,3 +197,40 @@ def test_label_time_drops_rows_whose_outcome_is_known_only_in_the_next_slice() -
     assert "train_by_label_time" not in plain.slices["purged_rows"]
     with pytest.raises(SalesmlError, match="column 'closed' is not in the training frame"):
         train_classifier(data_for(frame, label_time_col="closed"), FAST)
+
+
+def test_categorical_rule_baseline_scores_the_train_rate_of_the_level() -> None:
+    frame = panel(3000, seed=7)
+    segment = frame["segment"].astype(object)
+    segment.iloc[::13] = np.nan
+    frame["segment"] = segment
+    # A level that only occurs after the train slice: it must get the train base rate.
+    late = frame["cutoff"] >= frame["cutoff"].sort_values().iloc[int(0.9 * len(frame))]
+    frame.loc[late & (frame["x2"] > 1.0), "segment"] = "new"
+    data = ClassifierData(
+        frame=frame,
+        id_col="entity",
+        time_col="cutoff",
+        label_col="label",
+        numeric=["x1", "x2", "x3"],
+        categorical=["segment"],
+        rule_baselines={"segment_rule": "segment", "x1_rule": "x1"},
+    )
+    result = train_classifier(data, FAST)
+    fitted = result.baselines["segment_rule"]
+    assert fitted["kind"] == "categorical"
+    train_end = pd.Timestamp(result.slices["train"].split(" .. ")[1])
+    train = frame[frame["cutoff"] <= train_end]
+    expected = train.groupby(train["segment"].fillna("(missing)"))["label"].mean()
+    assert fitted["level_rates"] == pytest.approx(expected.to_dict())
+    assert "new" not in fitted["level_rates"]
+    assert fitted["base_rate"] == pytest.approx(train["label"].mean())
+    # The raw score's ranking on the test slice is the level rate's: its ROC AUC is the rate score's.
+    tp = result.test_predictions
+    test = frame[frame["cutoff"] >= tp["cutoff"].min()]  # the test slice, in frame order
+    assert (test["label"].to_numpy() == tp["label"].to_numpy()).all()
+    score = test["segment"].fillna("(missing)").map(fitted["level_rates"]).fillna(fitted["base_rate"])
+    auc = classification_metrics(tp["label"].to_numpy(), score.to_numpy())["roc_auc"]
+    assert result.metrics["segment_rule"]["roc_auc"] == pytest.approx(auc)
+    assert 0.55 < auc < result.metrics["model"]["roc_auc"]  # segment "a" raises the odds; x1 matters more
+    assert result.baselines["x1_rule"]["kind"] == "numeric"
