@@ -107,7 +107,15 @@ class TrainConfig:
     look-ahead scores, whereas the train-only model's calibration-slice predictions are forward predictions, as
     the test slice's (and deployment's) are. The price: the calibrator was fitted on scores of a model that saw
     fewer rows (same hyperparameters, hence the same number of trees, so the score scale is close; the test
-    metrics show whether that holds).
+    metrics show whether that holds). Because it maps another model's scores, in this mode the calibrator must
+    be strictly increasing (none, or a sigmoid with a positive slope; no isotonic steps), so the refitted
+    model's ranking reaches the probabilities unchanged.
+
+    ``recency_halflife``: with a time split, every fit (search, final model, logistic baseline) weights a row
+    by ``0.5 ** (age / recency_halflife)``, its age measured back from the latest row of the rows being fitted,
+    in days when ``time_col`` holds dates and in ``time_col`` units otherwise (rows for row-ordered data). It
+    trades variance for recency on drifting data; calibrators and rules are not weighted. ``None``: equal
+    weights.
     """
 
     split: Literal["time", "stratified"] = "time"
@@ -119,6 +127,7 @@ class TrainConfig:
     band_shares: tuple[float, ...] | None = None
     n_jobs: int = 2
     refit: Literal["train", "train+calibration"] = "train"
+    recency_halflife: float | None = None
 
 
 def _default_shares(n: int) -> tuple[float, ...]:
@@ -215,6 +224,12 @@ class Calibrator:
         elif self.method == "isotonic":
             self.model_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
         return self
+
+    def increasing(self) -> bool:
+        """Whether the map is strictly increasing (none, or a sigmoid with a positive slope)."""
+        if self.method == "sigmoid":
+            return bool(self.model_.coef_[0, 0] > 0)
+        return self.method == "none"
 
     def transform(self, p: np.ndarray) -> np.ndarray:
         if self.method == "sigmoid":
@@ -399,8 +414,20 @@ def _split(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Inde
     return frame.index[train_mask], frame.index[cal_mask], frame.index[test_mask], info
 
 
+def _recency_weights(times: pd.Series, config: TrainConfig) -> np.ndarray | None:
+    """``0.5 ** (age / halflife)``, age back from the latest of ``times`` (days for dates); None when off."""
+    if config.recency_halflife is None or config.split != "time":
+        return None
+    if config.recency_halflife <= 0:
+        raise SalesmlError(f"recency_halflife must be positive, not {config.recency_halflife}")
+    age = times.max() - times
+    if pd.api.types.is_timedelta64_dtype(age):
+        age = age.dt.total_seconds() / 86400.0
+    return np.power(0.5, age.to_numpy(dtype=float) / config.recency_halflife)
+
+
 def _search(
-    data: ClassifierData, config: TrainConfig, X_tr, y_tr, X_cal, y_cal
+    data: ClassifierData, config: TrainConfig, X_tr, y_tr, X_cal, y_cal, w_tr: np.ndarray | None = None
 ) -> tuple[dict[str, Any], float, int]:
     import optuna
     from sklearn.metrics import roc_auc_score
@@ -417,7 +444,7 @@ def _search(
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         }
-        pipe = _lgbm_pipeline(data, params, config).fit(X_tr, y_tr)
+        pipe = _lgbm_pipeline(data, params, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
         return roc_auc_score(y_cal, pipe.predict_proba(X_cal)[:, 1])
 
     sampler = optuna.samplers.TPESampler(seed=config.random_state)
@@ -439,16 +466,30 @@ def _search(
     return dict(study.best_params), time.perf_counter() - start, len(study.trials)
 
 
-def _choose_calibration(p_cal: np.ndarray, y_cal: np.ndarray, seed: int) -> tuple[str, dict[str, float]]:
-    """Brier of each method out of fold on the calibration slice; keep the best (none wins ties)."""
+def _choose_calibration(
+    p_cal: np.ndarray, y_cal: np.ndarray, seed: int, *, strictly_increasing: bool = False
+) -> tuple[str, dict[str, float]]:
+    """Brier of each method out of fold on the calibration slice; keep the best (none wins ties).
+
+    ``strictly_increasing`` (refit mode): the calibrator is applied to a *refitted* model's scores, so it must
+    keep their ranking: isotonic (steps fitted to the train-only model's scores, ties within a step) is left
+    out, and a sigmoid only counts when its slope is positive in every fold and on the whole slice (a
+    non-positive slope would flatten or reverse the refitted model's ranking).
+    """
     folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed)
     scores: dict[str, float] = {}
-    for method in ("none", "sigmoid", "isotonic"):
+    methods = ("none", "sigmoid") if strictly_increasing else ("none", "sigmoid", "isotonic")
+    for method in methods:
         errs = []
         for fit_idx, eval_idx in folds.split(p_cal, y_cal):
             cal = Calibrator(method).fit(p_cal[fit_idx], y_cal[fit_idx])  # type: ignore[arg-type]
+            if strictly_increasing and method == "sigmoid" and not cal.increasing():
+                errs.append(np.inf)
+                continue
             errs.append(np.mean((cal.transform(p_cal[eval_idx]) - y_cal[eval_idx]) ** 2))
         scores[method] = float(np.mean(errs))
+    if strictly_increasing and not Calibrator("sigmoid").fit(p_cal, y_cal).increasing():
+        scores["sigmoid"] = float("inf")
     best = min(scores, key=lambda m: (scores[m] + (0 if m == "none" else 1e-5), m))
     return best, scores
 
@@ -541,18 +582,22 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     X_tr, X_cal, X_te = X.iloc[pos["train"]], X.iloc[pos["cal"]], X.iloc[pos["test"]]
     y_tr, y_cal, y_te = y[pos["train"]], y[pos["cal"]], y[pos["test"]]
 
-    best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal)
+    t_tr = frame[data.time_col].iloc[pos["train"]]
+    t_fit = pd.concat([t_tr, frame[data.time_col].iloc[pos["cal"]]])
+    w_tr = _recency_weights(t_tr, config)
+    best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal, w_tr)
     refit = config.refit == "train+calibration"
     X_fit = pd.concat([X_tr, X_cal]) if refit else X_tr
     y_fit = np.concatenate([y_tr, y_cal]) if refit else y_tr
-    pipe = _lgbm_pipeline(data, best, config).fit(X_tr, y_tr)
+    w_fit = _recency_weights(t_fit, config) if refit else w_tr
+    pipe = _lgbm_pipeline(data, best, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
     # Calibrator and bands from the train-only model's (out-of-sample) calibration-slice scores.
     raw_cal = pipe.predict_proba(X_cal)[:, 1]
-    method, cal_scores = _choose_calibration(raw_cal, y_cal, config.random_state)
+    method, cal_scores = _choose_calibration(raw_cal, y_cal, config.random_state, strictly_increasing=refit)
     calibrator = Calibrator(method).fit(raw_cal, y_cal)  # type: ignore[arg-type]
     p_cal = calibrator.transform(raw_cal)
     if refit:
-        pipe = _lgbm_pipeline(data, best, config).fit(X_fit, y_fit)
+        pipe = _lgbm_pipeline(data, best, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
     shares = config.band_shares or _default_shares(len(config.band_labels))
     if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
         raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
@@ -564,12 +609,12 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     metrics = {"model": classification_metrics(y_te, p_te)}
     predictions = {"model": p_te}
     baselines: dict[str, Any] = {}
-    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr)
+    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
     p_logit_cal = logit.predict_proba(X_cal)[:, 1]
-    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state)
+    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state, strictly_increasing=refit)
     logit_cal = Calibrator(logit_method).fit(p_logit_cal, y_cal)  # type: ignore[arg-type]
     if refit:  # the same treatment as the model, so the comparison stays fair
-        logit = _logistic_pipeline(data, config).fit(X_fit, y_fit)
+        logit = _logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
     predictions["logistic"] = logit_cal.transform(logit.predict_proba(X_te)[:, 1])
     metrics["logistic"] = classification_metrics(y_te, predictions["logistic"])
     baselines["logistic"] = {"pipeline": logit, "calibration": logit_method}
@@ -601,6 +646,8 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     slices.update({"rows": {"train": len(tr), "calibration": len(cal), "test": len(te)}, "trials": n_trials})
     if refit:  # only then: the evaluation key of a train-only run stays what it was
         slices.update({"refit": config.refit, "final_fit_rows": len(y_fit)})
+    if w_tr is not None:
+        slices["recency_halflife"] = config.recency_halflife
     return TrainedClassifier(
         model=model,
         data=data,

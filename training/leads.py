@@ -47,6 +47,7 @@ REGISTERED_NAME = "lead_score"
 LABEL_KNOWN_AT = "label_known_at"
 GRADES = ("A", "B", "C", "D")
 GRADE_SHARES = (0.1, 0.2, 0.3, 0.4)
+DEFAULT_REFIT: Literal["train", "train+calibration"] = "train"
 
 
 @dataclass
@@ -136,6 +137,8 @@ def train_leads(
     options: LeadSetOptions | None = None,
     split: Literal["auto", "time", "stratified"] = "auto",
     keep_despite_audit: Iterable[str] = (),
+    refit: Literal["train", "train+calibration"] | None = None,
+    recency_halflife: float | None = None,
 ) -> LeadTraining:
     """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
 
@@ -143,7 +146,8 @@ def train_leads(
     the latest); data without any clock (x-education) is split stratified with ``random_state``.
     ``split="stratified"`` forces a random split (benchmarks only: it overstates a deployed model on
     time-ordered data). ``keep_despite_audit`` adds to the spec's list (benchmarks: the model with the
-    flagged columns, to show what they would add).
+    flagged columns, to show what they would add). ``refit`` / ``recency_halflife``: see
+    :class:`training.classifier.TrainConfig`; ``refit=None`` is the lead default, :data:`DEFAULT_REFIT`.
     """
     lead_set = build_lead_set(dataset, options=options)
     _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
@@ -165,6 +169,8 @@ def train_leads(
         random_state=random_state,
         band_labels=GRADES,
         band_shares=GRADE_SHARES,
+        refit=refit or DEFAULT_REFIT,
+        recency_halflife=recency_halflife,
     )
     result = train_classifier(data, config)
     return LeadTraining(dataset=dataset, lead_set=lead_set, audit=audit, data=data, result=result)

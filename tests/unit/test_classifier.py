@@ -160,10 +160,18 @@ def test_refit_on_train_and_calibration_uses_the_latest_rows_and_keeps_calibrati
     assert refit.slices["refit"] == "train+calibration"
     assert refit.slices["final_fit_rows"] == rows["train"] + rows["calibration"]
     assert "refit" not in plain.slices
-    # Same search, and the calibrator / band thresholds come from the train-only model's calibration scores.
+    # Same search; calibrator and band thresholds come from the train-only model's calibration-slice scores
+    # (plain's pipeline is that model), and the calibrator keeps the refitted model's ranking.
     assert refit.best_params == plain.best_params
-    assert refit.calibration_report == plain.calibration_report
-    assert refit.model.band_thresholds == plain.model.band_thresholds
+    assert refit.calibration_report["brier_none"] == plain.calibration_report["brier_none"]
+    assert "brier_isotonic" not in refit.calibration_report
+    assert refit.model.calibrator.increasing()
+    cal_first, cal_last = (pd.Timestamp(x) for x in plain.slices["calibration"].split(" .. "))
+    cal_rows = frame[frame["cutoff"].between(cal_first, cal_last)]
+    raw_cal = plain.model.pipeline.predict_proba(plain.model.prepare(cal_rows))[:, 1]
+    p_cal = refit.model.calibrator.transform(raw_cal)
+    expected = [float(np.quantile(p_cal, 1 - c)) for c in (0.1, 0.3, 0.6)]
+    assert refit.model.band_thresholds == pytest.approx(expected)
     # The refitted model and logistic baseline learned the new regime the calibration slice shows.
     for name in ("model", "logistic"):
         assert refit.metrics[name]["roc_auc"] > plain.metrics[name]["roc_auc"] + 0.05, name
@@ -234,3 +242,16 @@ def test_categorical_rule_baseline_scores_the_train_rate_of_the_level() -> None:
     assert result.metrics["segment_rule"]["roc_auc"] == pytest.approx(auc)
     assert 0.55 < auc < result.metrics["model"]["roc_auc"]  # segment "a" raises the odds; x1 matters more
     assert result.baselines["x1_rule"]["kind"] == "numeric"
+
+
+def test_recency_weighting_follows_the_latest_regime() -> None:
+    frame = drifting_panel()
+    base = {**FAST.__dict__, "refit": "train+calibration"}
+    equal = train_classifier(data_for(frame), TrainConfig(**base))
+    recent = train_classifier(data_for(frame), TrainConfig(**{**base, "recency_halflife": 30.0}))
+    assert recent.slices["recency_halflife"] == 30.0 and "recency_halflife" not in equal.slices
+    # The last two months (the new regime) dominate the weighted fit: both models follow it far better.
+    for name in ("model", "logistic"):
+        assert recent.metrics[name]["roc_auc"] > equal.metrics[name]["roc_auc"] + 0.1, name
+    with pytest.raises(SalesmlError, match="recency_halflife must be positive"):
+        train_classifier(data_for(frame), TrainConfig(**{**base, "recency_halflife": 0.0}))
