@@ -395,7 +395,7 @@ def _features(
     out[REVENUE_12M] = out["revenue_365d"].copy()
     frame = pd.DataFrame(out)
     frame.insert(0, CUTOFF, t.astype("datetime64[D]").astype("datetime64[ns]"))
-    frame.insert(0, CUSTOMER_ID, hist.ids.to_numpy()[code])
+    frame.insert(0, CUSTOMER_ID, np.asarray(hist.ids, dtype=object)[code])
     if customers is not None:
         frame = _with_attributes(frame, customers, hist.ids, code)
     return frame, code
