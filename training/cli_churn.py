@@ -97,8 +97,18 @@ def train_churn_cmd(
 def score_churn_cmd(
     dataset: Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Output file (.parquet or .csv): one row per active customer.")
-    ],
+        Path | None,
+        typer.Option("--out", help="Output file (.parquet or .csv): one row per active customer."),
+    ] = None,
+    to_sql: Annotated[
+        str | None,
+        typer.Option(
+            "--to-sql", help="SQLAlchemy URL of the CRM database to upsert the scores into (one transaction)."
+        ),
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Table for --to-sql (created if absent).")
+    ] = None,
     version: str | None = typer.Option(
         None, "--version", help="Registered version to use (default: champion)."
     ),
@@ -113,17 +123,28 @@ def score_churn_cmd(
     from features.load import load_dataset
     from training.churn import score_churn
 
-    if out.suffix not in (".parquet", ".csv"):
+    if out is None and to_sql is None:
+        raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
+    if (to_sql is None) != (table is None):
+        raise SalesmlError("--to-sql and --table go together: the database URL and the table to upsert into")
+    if out is not None and out.suffix not in (".parquet", ".csv"):
         raise SalesmlError(f"--out must end in .parquet or .csv, got {out}")
     ds = load_dataset(dataset)
     scores = score_churn(ds, version=version, as_of=as_of, horizon_days=_horizon(horizon_days))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    scores.to_parquet(out, index=False) if out.suffix == ".parquet" else scores.to_csv(out, index=False)
+    if to_sql is not None:
+        from training.scores_sql import write_score_frame
+
+        n = write_score_frame(scores, kind="churn", url=to_sql, table=table)  # type: ignore[arg-type]
+        _out.print(f"upserted {n} rows into {table} (one transaction)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_parquet(out, index=False) if out.suffix == ".parquet" else scores.to_csv(out, index=False)
     tiers = scores["risk_tier"].value_counts().reindex(["high", "medium", "low"]).fillna(0).astype(int)
     cutoff = scores["feature_cutoff"].iloc[0] if len(scores) else None
     _out.print(
         f"scored {len(scores):,} customers of {ds.name} with {scores['model_name'].iloc[0]} "
         f"v{scores['model_version'].iloc[0]} (features as of {'' if pd.isna(cutoff) else f'{cutoff:%Y-%m-%d}'}); "
-        f"tiers {dict(tiers)}; revenue at risk {scores['revenue_at_risk'].sum():,.0f}"
+        f"tiers { {k: int(v) for k, v in tiers.items()} }; revenue at risk {scores['revenue_at_risk'].sum():,.0f}"
     )
-    _out.print(f"wrote {out}")
+    if out is not None:
+        _out.print(f"wrote {out}")
