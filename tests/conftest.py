@@ -68,7 +68,9 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """Run the installed ``salesml`` console command as a user would."""
-    full_env = {**os.environ, **(env or {}), "COLUMNS": "200"}
+    # An MLflow URI left in this process's environment must not redirect the CLI; pass it in env to use one.
+    inherited = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env = {**inherited, **(env or {}), "COLUMNS": "200"}
     return subprocess.run(
         [str(BIN / "salesml"), *args],
         capture_output=True,

@@ -64,6 +64,7 @@ def test_notebooks_run_and_log_the_cli_metric_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_synthetic_spec: Path, trained_home: Path
 ) -> None:
     monkeypatch.setenv("SALESML_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the kernel must use this home's store
     started = time.perf_counter()
     for name, model in NOTEBOOKS.items():
         _execute(

@@ -23,12 +23,10 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 def library(trained_home: Path, monkeypatch_module):
     """The library's own view of the same champions (same SALESML_HOME)."""
     monkeypatch_module.setenv("SALESML_HOME", str(trained_home))
-    import mlflow
+    monkeypatch_module.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from training.registry import connect
 
-    from training.registry import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
+    connect()
     return trained_home
 
 
