@@ -89,6 +89,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=30, help="requests for the batch and forecast timings")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     args = parser.parse_args()
+    # `timeout` and Ctrl-C end the run through SystemExit, so the finally below always stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from features.churn_snapshot import read_churn_snapshot
     from training.classifier import load_scoring_model
