@@ -60,7 +60,6 @@ __all__ = [
     "train_classifier",
 ]
 
-GATE_DIRECTIONS = {"roc_auc": "higher", "brier": "lower"}
 _EPS = 1e-6
 
 
@@ -876,7 +875,7 @@ def log_and_register(
         run_id=run_id,
         data_cutoff=data_cutoff or "",
     )
-    decision = promote_if_better(registered_name, version, directions=GATE_DIRECTIONS) if promote else None
+    decision = promote_if_better(registered_name, version) if promote else None
     return version, decision
 
 
