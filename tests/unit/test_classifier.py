@@ -255,3 +255,106 @@ def test_recency_weighting_follows_the_latest_regime() -> None:
         assert recent.metrics[name]["roc_auc"] > equal.metrics[name]["roc_auc"] + 0.1, name
     with pytest.raises(SalesmlError, match="recency_halflife must be positive"):
         train_classifier(data_for(frame), TrainConfig(**{**base, "recency_halflife": 0.0}))
+
+
+def _pipeline_predict(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """The reference: probabilities, contributions and reasons through the scikit-learn pipeline (pandas in)."""
+    from training.classifier import _fmt
+
+    X = model.prepare(frame)
+    p = model.calibrator.transform(model.pipeline.predict_proba(X)[:, 1])
+    Xt = model.pipeline.named_steps["prepare"].transform(X)
+    values = model.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)[:, :-1]
+    out = pd.DataFrame({"probability": p, "band": model.band(p)}, index=frame.index)
+    order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, : model.n_reasons]
+    names = np.asarray(Xt.columns, dtype=object)
+    raw = X.to_numpy(dtype=object)
+    for k in range(model.n_reasons):
+        cols = order[:, k]
+        out[f"reason_{k + 1}"] = names[cols]
+        out[f"reason_{k + 1}_contribution"] = values[np.arange(len(values)), cols]
+        out[f"reason_{k + 1}_value"] = [_fmt(v) for v in raw[np.arange(len(X)), cols]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixed_model():
+    """Numeric + two categorical columns, with missing values and a level too rare to be a category."""
+    frame = panel(2500, seed=11)
+    rng = np.random.default_rng(99)  # not panel's seed: its draws would line up with the cutoffs
+    frame["region"] = rng.choice(["north", "south", "east"], len(frame)).astype(object)
+    frame.loc[frame.index[:3], "region"] = "rare"  # below ToCategory's min_frequency: not a category
+    frame.loc[frame.index[::9], "region"] = None
+    frame.loc[frame.index[::6], "x2"] = np.nan
+    data = ClassifierData(
+        frame=frame,
+        id_col="entity",
+        time_col="cutoff",
+        label_col="label",
+        numeric=["x1", "x2", "x3"],
+        categorical=["segment", "region"],
+    )
+    model = train_classifier(data, FAST).model
+    assert model.pipeline.named_steps["prepare"].named_transformers_["cat"].categories_["region"] == [
+        "east",
+        "north",
+        "south",
+    ]
+    return model
+
+
+def _awkward_rows(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(12)
+    rows = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n).astype(object),
+            "x2": rng.normal(size=n),
+            "x3": rng.integers(-3, 4, n),  # integers
+            "segment": rng.choice(["a", "b", "c", "unseen", None], n).astype(object),
+            "region": rng.choice(["north", "south", "east", "rare", "west", None], n).astype(object),
+        },
+        index=pd.RangeIndex(100, 100 + n),
+    )
+    rows.loc[rows.index[::7], "x1"] = "not a number"  # coerced to missing
+    rows.loc[rows.index[::11], "x1"] = "1.25"  # a number sent as text
+    rows.loc[rows.index[::5], "x2"] = np.nan
+    rows.loc[rows.index[::13], "segment"] = np.nan
+    return rows
+
+
+def test_lean_scoring_path_is_identical_to_the_pipeline(mixed_model) -> None:
+    model = mixed_model
+    rows = _awkward_rows()
+    enc = model.encode(rows)
+    assert enc.matrix is not None  # the lean path is the one under test
+    expected = _pipeline_predict(model, rows)
+    got = model.predict(rows)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12, atol=1e-12)
+    assert set(got["reason_1_value"]) & {"missing", "unseen", "1.25"}  # the awkward values reach the reasons
+    np.testing.assert_allclose(model.predict_proba(rows), expected["probability"], rtol=1e-12, atol=1e-12)
+    contrib = model.contributions(rows)
+    assert list(contrib.columns) == model.features
+    # One row at a time (single-threaded LightGBM) and a subset of encoded rows give the same answers.
+    one = model.predict(rows.iloc[[4]])
+    pd.testing.assert_frame_equal(one, expected.iloc[[4]], check_exact=False, rtol=1e-12, atol=1e-12)
+    subset = pd.DataFrame(model.score(enc.take([5, 0, 5])), index=rows.index[[5, 0, 5]])
+    pd.testing.assert_frame_equal(subset, expected.iloc[[5, 0, 5]], check_exact=False, rtol=1e-12, atol=1e-12)
+
+
+def test_lean_path_follows_the_boosters_category_order_and_survives_pickling(mixed_model) -> None:
+    import copy
+    import pickle
+
+    model = copy.deepcopy(mixed_model)
+    booster = model.pipeline.named_steps["model"].booster_
+    # LightGBM maps pandas categories to its codes through the booster's own list: a different order there
+    # must change the lean path's codes the same way.
+    booster.pandas_categorical = [list(reversed(c)) for c in booster.pandas_categorical]
+    model.__dict__.pop("_lean_cache", None)
+    rows = _awkward_rows(120)
+    pd.testing.assert_frame_equal(
+        model.predict(rows), _pipeline_predict(model, rows), check_exact=False, rtol=1e-12, atol=1e-12
+    )
+    restored = pickle.loads(pickle.dumps(mixed_model))
+    assert "_lean_cache" not in restored.__dict__ or restored.__dict__["_lean_cache"][1] is not None
+    pd.testing.assert_frame_equal(restored.predict(rows), mixed_model.predict(rows), check_exact=True)
