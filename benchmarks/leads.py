@@ -1,6 +1,7 @@
 """Lead-scoring benchmarks on the public data sets (see benchmarks/README.md, section "Lead scoring").
 
-    nice -n 5 .venv/bin/python benchmarks/leads.py [--trials 15] [--only bank|bank-time|xedu|crm] [--out FILE.json]
+    nice -n 5 .venv/bin/python benchmarks/leads.py [--trials 15] [--only bank|bank-time|bank-no-period|xedu|crm]
+        [--out FILE.json]
         [--refit train|train+calibration] [--recency-halflife ROWS_OR_DAYS]
 
 * bank-marketing (bank-additional-full) without ``duration``: the later 20 % of rows held out (time order),
@@ -50,8 +51,9 @@ def _run(label: str, dataset: str, trials: int, **kwargs) -> tuple[list[dict], o
     return rows, training
 
 
-def _spec_without(name: str, columns: list[str]) -> Path:
-    """A copy of a built-in spec with some columns unmapped (written to a temporary folder)."""
+def _spec_without(name: str, columns: list[str], keys: tuple[str, ...] = ()) -> Path:
+    """A copy of a built-in spec with some columns unmapped and some table keys (e.g. ``period_columns``)
+    removed (written to a temporary folder)."""
     import tempfile
 
     import yaml
@@ -63,6 +65,8 @@ def _spec_without(name: str, columns: list[str]) -> Path:
         for col in columns:
             table["columns"].pop(col, None)
             table.get("types", {}).pop(col, None)
+        for key in keys:
+            table.pop(key, None)
     path = Path(tempfile.mkdtemp(prefix="salesml-bench-")) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -75,7 +79,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=15, help="Optuna trials per model")
     parser.add_argument(
         "--only",
-        choices=["bank", "bank-time", "bank-variants", "xedu", "crm"],
+        choices=["bank", "bank-time", "bank-no-period", "bank-variants", "xedu", "crm"],
         help="run one case (group) only (bank-time: bank-marketing's time split only)",
     )
     parser.add_argument(
@@ -90,15 +94,22 @@ def main() -> None:
         default=None,
         help="recency weighting half-life (days, or rows for row-ordered data); default: none",
     )
+    parser.add_argument("--n-jobs", type=int, default=None, help="LightGBM threads (default: the trainer's)")
     parser.add_argument(
         "--out", type=Path, default=Path("/tmp/salesml-benchmark-leads.json"), help="JSON output"
     )
     args = parser.parse_args()
-    fit = {"refit": args.refit, "recency_halflife": args.recency_halflife}
+    fit = {"refit": args.refit, "recency_halflife": args.recency_halflife, "n_jobs": args.n_jobs}
     rows: list[dict] = []
     if args.only in (None, "bank", "bank-time"):
         label = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
         rows += _run(label, "bank-marketing", args.trials, **fit)[0]
+    if args.only == "bank-no-period":
+        # Before the period context (contacts per earlier day, win rate of earlier days): the spec without
+        # period_columns, everything else the same.
+        spec = _spec_without("bank-marketing", [], keys=("period_columns",))
+        label = f"bank-marketing, later 20% held out, no period context, refit {args.refit or 'default'}"
+        rows += _run(label, str(spec), args.trials, **fit)[0]
     if args.only in (None, "bank"):
         rows += _run(
             "bank-marketing, RANDOM stratified 20% (optimistic)",
@@ -148,6 +159,7 @@ def main() -> None:
         "trials": args.trials,
         "refit": args.refit,
         "recency_halflife": args.recency_halflife,
+        "n_jobs": args.n_jobs,
     }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     print(f"\nwrote {args.out}")

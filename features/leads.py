@@ -51,6 +51,7 @@ __all__ = [
     "data_end",
     "lead_features",
     "leads_from_records",
+    "period_context",
     "point_in_time_rates",
     "rate_keys",
     "time_kind_of",
@@ -215,6 +216,59 @@ def point_in_time_rates(
     return out
 
 
+PERIOD_WINDOWS = (1, 5, 20)
+
+
+def period_context(
+    frame: pd.DataFrame,
+    period_columns: Iterable[str],
+    *,
+    windows: Iterable[int] = PERIOD_WINDOWS,
+    prior_strength: float = 10.0,
+) -> pd.DataFrame:
+    """Point-in-time context of row-ordered leads: how busy the recent periods were and how they converted.
+
+    A new period starts where any of ``period_columns`` changes from one row to the next (``month`` and
+    ``day_of_week`` give calendar days). Per row, from earlier rows only:
+
+    * ``log_contacts_so_far_in_period``: log(1 + rows earlier in the row's own period);
+    * ``log_contacts_prev{k}_periods``: log(1 + mean rows per period over the ``k`` periods before the row's);
+    * ``win_logit_prev{k}_periods``: the log-odds of the win rate of the labelled rows of those ``k`` periods,
+      pulled toward the rate of every earlier period with ``prior_strength`` pseudo-rows; missing before any
+      outcome is known. Outcomes of the row's own period are never used (they may not be known yet).
+
+    Args:
+        frame: rows in time order with ``label`` (1 / 0, missing for open leads) and the period columns.
+        period_columns: the columns whose change starts a period.
+        windows: the numbers of earlier periods to summarise.
+        prior_strength: pseudo-count of the smoothing.
+
+    Returns:
+        A frame aligned with ``frame``.
+    """
+    cols = list(period_columns)
+    key = frame[cols].astype("string").fillna("<missing>").agg("\x1f".join, axis=1)
+    period = (key != key.shift()).cumsum().to_numpy()
+    label = frame[LABEL].astype(float)
+    per = pd.DataFrame({"p": period, "n": 1.0, "w": label.fillna(0.0), "k": label.notna().astype(float)})
+    per = per.groupby("p", sort=True)[["n", "w", "k"]].sum()
+    cum_w, cum_k = per["w"].cumsum().shift(1), per["k"].cumsum().shift(1)
+    prior = (cum_w / cum_k).where(cum_k > 0)
+    out = pd.DataFrame(index=frame.index)
+    so_far = pd.Series(1.0, index=frame.index).groupby(period).cumsum() - 1.0
+    out["log_contacts_so_far_in_period"] = np.log1p(so_far.to_numpy())
+    at = pd.Index(per.index).get_indexer(period)
+    for k in windows:
+        n_prev = per["n"].shift(1).rolling(k, min_periods=1).mean()
+        w_prev = per["w"].shift(1).rolling(k, min_periods=1).sum()
+        k_prev = per["k"].shift(1).rolling(k, min_periods=1).sum()
+        rate = (w_prev + prior_strength * prior) / (k_prev + prior_strength)
+        rate = rate.clip(1e-4, 1 - 1e-4)
+        out[f"log_contacts_prev{k}_periods"] = np.log1p(n_prev.to_numpy())[at]
+        out[f"win_logit_prev{k}_periods"] = np.log(rate / (1 - rate)).to_numpy()[at]
+    return out
+
+
 def activity_counts(
     partition: pd.DataFrame, activities: pd.DataFrame, types: Iterable[str] | None = None
 ) -> pd.DataFrame:
@@ -282,6 +336,7 @@ def lead_features(
     activity_types: Iterable[str] | None = None,
     lookups: Dataset | None = None,
     options: LeadSetOptions | None = None,
+    earlier: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
     """Features of one partition of leads as of each lead's decision time.
 
@@ -297,6 +352,9 @@ def lead_features(
         activity_types: the activity types to count (fixed across partitions); all present when omitted.
         lookups: a data set whose lookup tables are joined onto the leads (agent -> manager, product -> price).
         options: build options.
+        earlier: row-ordered data with ``period_columns`` in the spec: the data set's leads before the
+            partition (canonical rows with ``outcome``, in row order), so a batch of new leads gets the period
+            context of the latest history (see :func:`period_context`); ``None``: the partition is all there is.
 
     Returns:
         ``(frame, numeric, categorical, excluded)``: the frame holds ``lead_id``, ``decision_time``, ``label``
@@ -324,6 +382,8 @@ def lead_features(
             extra.append(point_in_time_rates(frame, history, keys, prior_strength=options.prior_strength))
         if activities is not None:
             extra.append(activity_counts(frame, activities, activity_types))
+    elif time_kind == "row_order" and table.period_columns:
+        extra.append(_period_block(frame, table.period_columns, earlier, options.prior_strength))
     numeric, categorical = [], []
     for col in frame.columns:
         if col in excluded or col in (DECISION_TIME, LABEL):
@@ -345,6 +405,24 @@ def lead_features(
     if CREATED_AT in frame.columns:
         keep.append(CREATED_AT)
     return frame[keep].reset_index(drop=True), numeric, categorical, excluded
+
+
+def _period_block(
+    frame: pd.DataFrame, period_columns: list[str], earlier: pd.DataFrame | None, prior_strength: float
+) -> pd.DataFrame:
+    """:func:`period_context` for ``frame`` (after ``earlier``'s rows when given), aligned with ``frame``."""
+    cols = [*period_columns, LABEL]
+    order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
+    rows = frame[cols].iloc[order].reset_index(drop=True)
+    before = 0
+    if earlier is not None and len(earlier):
+        prior_rows = earlier.reindex(columns=period_columns).assign(**{LABEL: _labels(earlier[OUTCOME])})
+        before = len(prior_rows)
+        rows = pd.concat([prior_rows[cols].reset_index(drop=True), rows], ignore_index=True)
+    ctx = period_context(rows, period_columns, prior_strength=prior_strength).iloc[before:]
+    ctx = ctx.iloc[np.argsort(order, kind="stable")]
+    ctx.index = frame.index
+    return ctx
 
 
 def time_kind_of(leads: pd.DataFrame, table: TableSpec) -> TimeKind:
@@ -453,7 +531,8 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
     rows = list(records)
     if not rows:
         raise SalesmlError("the lead batch is empty: send at least one lead with a 'lead_id'")
-    known = set(table.columns) - {OUTCOME, CLOSED_AT} - set(table.post_outcome)
+    # lead_id is always known (also where the spec fills it from the row number and maps no source column).
+    known = (set(table.columns) | {LEAD_ID}) - {OUTCOME, CLOSED_AT} - set(table.post_outcome)
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise SalesmlError(f"lead #{i}: expected an object of attributes, got {type(row).__name__}")

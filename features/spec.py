@@ -164,6 +164,14 @@ class TableSpec(_Strict):
     row_order_is_time: bool = Field(
         False, description="rows are in time order though no date column exists (a row number is the clock)"
     )
+    period_columns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "row-ordered leads: columns whose change from one row to the next starts a new period (e.g. month and "
+            "day_of_week: a calendar day); adds point-in-time context features (contacts per earlier period, the "
+            "win rate of earlier periods, contacts so far in the period)"
+        ),
+    )
     # Roles with class labels.
     outcome_values: dict[Literal["won", "lost", "open"], list[str]] | None = Field(
         None, description="leads: source values meaning won/converted, lost, and still open"
@@ -214,7 +222,9 @@ class TableSpec(_Strict):
             raise ValueError("a leads table needs 'outcome_values' (source values for won / lost / open)")
         if CHURN_LABEL in self.columns and self.label_values is None:
             raise ValueError("a mapped churn_label needs 'label_values' (positive / negative source values)")
-        for field_name in ("unique", "keys", "post_outcome", "keep_despite_audit"):
+        if self.period_columns and not self.row_order_is_time:
+            raise ValueError("period_columns needs row_order_is_time: true (periods follow the row order)")
+        for field_name in ("unique", "keys", "post_outcome", "keep_despite_audit", "period_columns"):
             for col in getattr(self, field_name):
                 if col not in self.columns:
                     raise ValueError(f"{field_name}: {col!r} is not a canonical column of this table")

@@ -142,6 +142,7 @@ def train_leads(
     keep_despite_audit: Iterable[str] = (),
     refit: Literal["train", "train+calibration"] | None = None,
     recency_halflife: float | None = None,
+    n_jobs: int | None = None,
 ) -> LeadTraining:
     """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
 
@@ -152,7 +153,7 @@ def train_leads(
     time-ordered data). ``keep_despite_audit`` adds to the spec's list (benchmarks: the model with the
     flagged columns, to show what they would add). ``refit`` / ``recency_halflife``: see
     :class:`training.classifier.TrainConfig`; ``refit=None``: :data:`DEFAULT_REFIT_TIME` for a time split,
-    ``"train"`` for a stratified one.
+    ``"train"`` for a stratified one. ``n_jobs``: LightGBM threads (``None``: the trainer's default).
     """
     lead_set = build_lead_set(dataset, options=options)
     _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
@@ -176,6 +177,7 @@ def train_leads(
         band_shares=GRADE_SHARES,
         refit=refit or (DEFAULT_REFIT_TIME if split == "time" else "train"),
         recency_halflife=recency_halflife,
+        **({"n_jobs": n_jobs} if n_jobs is not None else {}),
     )
     result = train_classifier(data, config)
     return LeadTraining(dataset=dataset, lead_set=lead_set, audit=audit, data=data, result=result)
@@ -328,6 +330,7 @@ def score_lead_records(
         activities=activities if time_kind == "datetime" else None,
         activity_types=types,
         lookups=dataset,
+        earlier=leads if time_kind == "row_order" else None,  # period context after the latest rows
     )
     if scoring is None:
         scoring, version = _model_and_version(model_name, alias, dataset)

@@ -30,6 +30,25 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
     assert {"age", "euribor3m", "poutcome"} <= inputs  # the check looks at real inputs
     assert "duration" not in training.data.frame.columns
     assert training.lead_set.time_kind == "row_order" and training.result.slices["split"] == "time"
+    # The period context (spec: period_columns) reaches the model, and a raw contact scored through the service
+    # path gets it from the latest rows of the data (the same day as the last row: month and weekday match).
+    assert {"log_contacts_prev1_periods", "win_logit_prev5_periods"} <= inputs
+    last = load_dataset("bank-marketing").tables["contacts"].iloc[-1]
+    raw = score_lead_records(
+        [
+            {
+                "lead_id": "c-1",
+                "age": 41,
+                "job": "admin.",
+                "month": last["month"],
+                "day_of_week": last["day_of_week"],
+            }
+        ],
+        training.dataset,
+        scoring=training.result.model,
+        version="test",
+    )
+    assert raw["lead_id"].tolist() == ["c-1"] and raw["probability"].between(0, 1).all()
 
 
 def test_x_education_audit_flags_tags_and_lead_quality_and_the_model_excludes_them(shared_data) -> None:

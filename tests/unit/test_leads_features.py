@@ -12,7 +12,9 @@ from features.leads import (
     LABEL,
     activity_counts,
     build_lead_set,
+    lead_features,
     leads_from_records,
+    period_context,
     point_in_time_rates,
 )
 from features.load import load_dataset
@@ -159,3 +161,91 @@ def test_leads_from_records_rejects_a_missing_id() -> None:
         leads_from_records([{"lead_id": "a", "colour": "red"}], table)
     with pytest.raises(SalesmlError, match="unique"):
         leads_from_records([{"lead_id": "a"}, {"lead_id": "a"}], table)
+
+
+def test_period_context_by_hand() -> None:
+    # Periods: day A (3 rows), day B (2 rows), day A again (1 row: a new period, the weekday came back).
+    frame = pd.DataFrame({"day": ["A", "A", "A", "B", "B", "A"], LABEL: [1.0, 0.0, 0.0, 1.0, np.nan, 0.0]})
+    ctx = period_context(frame, ["day"], windows=(1, 2), prior_strength=2.0)
+    assert np.allclose(np.expm1(ctx["log_contacts_so_far_in_period"]), [0, 1, 2, 0, 1, 0])
+    assert ctx["log_contacts_prev1_periods"].iloc[:3].isna().all()
+    assert np.allclose(np.expm1(ctx["log_contacts_prev1_periods"].iloc[3:]), [3, 3, 2])
+    assert np.allclose(np.expm1(ctx["log_contacts_prev2_periods"].iloc[3:]), [3, 3, 2.5])
+    rate = 1 / (1 + np.exp(-ctx["win_logit_prev1_periods"].to_numpy()))
+    # Day B: 1 win in 3 rows, prior = 1/3 -> (1 + 2/3) / (3 + 2); the last day: day B's labelled row only (1 of 1),
+    # prior = 2 wins / 4 labelled rows -> (1 + 2 * 0.5) / (1 + 2).
+    assert np.allclose(rate[3:], [1 / 3, 1 / 3, 2 / 3])
+    assert np.isnan(rate[:3]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_period_context_uses_only_earlier_rows_and_earlier_periods_outcomes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "month": np.repeat(["m1", "m2", "m3", "m4"], n // 4),
+            "weekday": np.sort(rng.integers(0, 5, n).reshape(4, -1), axis=1).ravel().astype(str),
+            LABEL: (rng.random(n) < 0.3).astype(float),
+        }
+    )
+    base = period_context(frame, ["month", "weekday"])
+    key = frame["month"] + frame["weekday"]
+    starts = np.flatnonzero((key != key.shift()).to_numpy())
+    cut = int(starts[len(starts) // 2])  # the first row of a period in the middle
+    changed = frame.copy()
+    changed.loc[cut:, LABEL] = 1.0 - changed.loc[cut:, LABEL]  # outcomes from this period on flip
+    after = period_context(changed, ["month", "weekday"])
+    period_end = int(starts[len(starts) // 2 + 1])
+    pd.testing.assert_frame_equal(base.iloc[:period_end], after.iloc[:period_end])  # its own period too
+    assert not base.iloc[period_end:].equals(after.iloc[period_end:])  # later periods do see them
+    truncated = period_context(frame.iloc[: cut + 3], ["month", "weekday"])  # later rows do not exist yet
+    pd.testing.assert_frame_equal(base.iloc[: cut + 3], truncated)
+
+
+def test_new_row_ordered_leads_get_the_period_context_of_the_latest_history() -> None:
+    table = TableSpec.model_validate(
+        {
+            "role": "leads",
+            "path": "x.csv",
+            "columns": {"lead_id": "id", "outcome": "y", "day": "day", "age": "age"},
+            "outcome_values": {"won": ["1"], "lost": ["0"]},
+            "row_order_is_time": True,
+            "period_columns": ["day"],
+        }
+    )
+    rng = np.random.default_rng(3)
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(60)],
+            "day": np.repeat(["mon", "tue", "wed", "thu"], 15),
+            "age": rng.integers(20, 70, 60).astype(float),
+            "outcome": pd.Categorical(rng.choice(["won", "lost"], 60), categories=["won", "lost", "open"]),
+        }
+    )
+    whole, numeric, _, _ = lead_features(
+        leads.assign(**{DECISION_TIME: np.arange(1, 61)}), table, time_kind="row_order"
+    )
+    assert {"log_contacts_prev1_periods", "win_logit_prev5_periods"} <= set(numeric)
+    # The last 10 rows scored as a batch after the first 50: the same features as in the whole table.
+    batch, _, _, _ = lead_features(
+        leads.iloc[50:].assign(**{DECISION_TIME: np.arange(51, 61)}),
+        table,
+        time_kind="row_order",
+        earlier=leads.iloc[:50],
+    )
+    cols = [c for c in numeric if "period" in c]
+    pd.testing.assert_frame_equal(whole[cols].iloc[50:].reset_index(drop=True), batch[cols])
+
+
+def test_period_columns_need_row_order() -> None:
+    with pytest.raises(ValueError, match="period_columns needs row_order_is_time"):
+        TableSpec.model_validate(
+            {
+                "role": "leads",
+                "path": "x.csv",
+                "columns": {"lead_id": "id", "outcome": "y", "day": "day"},
+                "outcome_values": {"won": ["1"], "lost": ["0"]},
+                "period_columns": ["day"],
+            }
+        )
