@@ -116,6 +116,15 @@ class TrainConfig:
     in days when ``time_col`` holds dates and in ``time_col`` units otherwise (rows for row-ordered data). It
     trades variance for recency on drifting data; calibrators and rules are not weighted. ``None``: equal
     weights.
+
+    ``search_gap``: with a time split, the hyperparameter search fits its trial models only on train rows at
+    least this far (days for dates, ``time_col`` units otherwise) before the calibration slice starts, and
+    scores them on the calibration slice as usual; when no train row is that old, on the rows of the earliest
+    train time (the widest gap there is). Set it to how far ahead the model must predict (for churn: from the
+    last fitted cutoff to the test / scoring cutoff) so that the search rewards models that still rank well
+    that far ahead instead of ones that only fit the next slice (on drifting data, more complex trees win the
+    one-step validation and lose further ahead). Only the search is affected: the final model, the calibrator
+    and the baselines use the slices as without it. ``None``: the search fits on the whole train slice.
     """
 
     split: Literal["time", "stratified"] = "time"
@@ -128,6 +137,7 @@ class TrainConfig:
     n_jobs: int = 2
     refit: Literal["train", "train+calibration"] = "train"
     recency_halflife: float | None = None
+    search_gap: float | None = None
 
 
 def _default_shares(n: int) -> tuple[float, ...]:
@@ -602,6 +612,21 @@ def _recency_weights(times: pd.Series, config: TrainConfig) -> np.ndarray | None
     return np.power(0.5, age.to_numpy(dtype=float) / config.recency_halflife)
 
 
+def _search_rows(t_tr: pd.Series, cal_start: Any, config: TrainConfig) -> np.ndarray | None:
+    """Which train rows the search fits on with ``config.search_gap`` (a boolean mask); None when off."""
+    if config.search_gap is None or config.split != "time":
+        return None
+    if not config.search_gap > 0:
+        raise SalesmlError(f"search_gap must be positive, not {config.search_gap}")
+    gap = config.search_gap
+    if pd.api.types.is_datetime64_any_dtype(t_tr):
+        gap = pd.Timedelta(days=config.search_gap)
+    keep = (t_tr <= cal_start - gap).to_numpy()
+    if not keep.any():
+        keep = (t_tr == t_tr.min()).to_numpy()
+    return keep
+
+
 def _search(
     data: ClassifierData, config: TrainConfig, X_tr, y_tr, X_cal, y_cal, w_tr: np.ndarray | None = None
 ) -> tuple[dict[str, Any], float, int]:
@@ -761,7 +786,22 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     t_tr = frame[data.time_col].iloc[pos["train"]]
     t_fit = pd.concat([t_tr, frame[data.time_col].iloc[pos["cal"]]])
     w_tr = _recency_weights(t_tr, config)
-    best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal, w_tr)
+    search_rows = _search_rows(t_tr, frame[data.time_col].iloc[pos["cal"]].min(), config)
+    if search_rows is None:
+        best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal, w_tr)
+    else:
+        t_s = t_tr[search_rows]
+        if len(np.unique(y_tr[search_rows])) < 2:
+            raise SalesmlError(
+                f"search_gap {config.search_gap}: the train rows it leaves ({t_s.min()} .. {t_s.max()}) hold "
+                "only one class; choose a smaller gap or more history"
+            )
+        w_s = _recency_weights(t_s, config)
+        best, seconds, n_trials = _search(
+            data, config, X_tr[search_rows], y_tr[search_rows], X_cal, y_cal, w_s
+        )
+        slices["search_fit"] = f"{t_s.min()} .. {t_s.max()}"
+        slices["search_gap"] = config.search_gap
     refit = config.refit == "train+calibration"
     X_fit = pd.concat([X_tr, X_cal]) if refit else X_tr
     y_fit = np.concatenate([y_tr, y_cal]) if refit else y_tr

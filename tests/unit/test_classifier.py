@@ -358,3 +358,24 @@ def test_lean_path_follows_the_boosters_category_order_and_survives_pickling(mix
     restored = pickle.loads(pickle.dumps(mixed_model))
     assert "_lean_cache" not in restored.__dict__ or restored.__dict__["_lean_cache"][1] is not None
     pd.testing.assert_frame_equal(restored.predict(rows), mixed_model.predict(rows), check_exact=True)
+
+
+def test_search_gap_fits_the_search_on_older_train_rows_only() -> None:
+    frame = panel()
+    plain = train_classifier(data_for(frame), FAST)
+    assert "search_fit" not in plain.slices
+    gapped = train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "search_gap": 75.0}))
+    s = gapped.slices
+    cal_start = pd.Timestamp(s["calibration"].split(" .. ")[0])
+    first, last = (pd.Timestamp(x) for x in s["search_fit"].split(" .. "))
+    assert first == pd.Timestamp(s["train"].split(" .. ")[0])
+    assert last <= cal_start - pd.Timedelta(days=75) < pd.Timestamp(s["train"].split(" .. ")[1])
+    assert s["search_gap"] == 75.0
+    # The final model still uses the whole train slice: the split and its row counts are unchanged.
+    assert s["rows"] == plain.slices["rows"] and s["train"] == plain.slices["train"]
+    # A gap longer than the history: the search fits on the earliest train time alone.
+    widest = train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "search_gap": 10_000.0}))
+    first, last = widest.slices["search_fit"].split(" .. ")
+    assert first == last == widest.slices["train"].split(" .. ")[0]
+    with pytest.raises(SalesmlError, match="search_gap must be positive"):
+        train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "search_gap": 0.0}))
