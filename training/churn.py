@@ -16,7 +16,10 @@ the latest such cutoffs and training uses cutoffs whose window also ends before 
 the trainer's ``purge = H`` then has nothing left to drop); with a short history (cdnow: 9 labelled months,
 H = 180 days) train and calibration share the period before the test cutoff without a gap between them (policy
 ``test``). The planned cutoffs are passed to the trainer as its row fractions, the slices it reports are checked
-against the plan, and the policy is logged (``purge_policy``).
+against the plan, and the policy is logged (``purge_policy``). The hyperparameter search fits its trial models
+on train cutoffs as far before the calibration slice as the test cutoff is after the last fitted one (the
+trainer's ``search_gap``; with a short history, the earliest train cutoff), so it selects for ranking that far
+ahead; the final model is refitted on train + calibration cutoffs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from training.classifier import ClassifierData, ScoringModel, TrainConfig, Train
 __all__ = [
     "BGNBD_COLUMNS",
     "MODEL_NAME",
+    "RANKED_COLUMNS",
     "TIERS",
     "ChurnTraining",
     "SlicePlan",
@@ -50,6 +54,7 @@ __all__ = [
     "score_churn_by_id",
     "train_churn",
     "with_bgnbd",
+    "with_cutoff_ranks",
 ]
 
 MODEL_NAME = "churn_risk"
@@ -89,6 +94,45 @@ def with_bgnbd(churn_set: ChurnSet) -> ChurnSet:
         numeric=numeric,
         rule_baselines={**churn_set.rule_baselines, "bgnbd": "bgnbd_p_no_purchase"},
     )
+
+
+# Features that grow with the customer's age (every cutoff adds days and purchases). A cohort's values at a later
+# cutoff lie outside the range the trees were fitted on (cdnow: 1-6 months of tenure fitted, 9-12 scored), so each
+# also enters as its percentile rank among the customers active at the same cutoff, which keeps its range.
+RANKED_COLUMNS = (
+    "recency_days",
+    "tenure_days",
+    "purchases_total",
+    "revenue_total",
+    "purchases_180d",
+    "revenue_180d",
+    "purchases_365d",
+    "revenue_365d",
+    "mean_gap_days",
+    "std_gap_days",
+    "last_gap_days",
+)
+RANK_SUFFIX = "_rank_in_cutoff"
+
+
+def with_cutoff_ranks(churn_set: ChurnSet) -> ChurnSet:
+    """Add ``<column>_rank_in_cutoff``: each of :data:`RANKED_COLUMNS`' percentile rank (0-1] among the rows of
+    the same cutoff (missing values stay missing).
+
+    Point in time: a rank only compares feature values at one cutoff, each computed from events at or before it.
+    The rows of a cutoff must all be present (ranks are computed on the whole set, after any partitioning).
+    Transaction data only; a snapshot is returned unchanged.
+    """
+    if churn_set.kind != "transactions":
+        return churn_set
+    columns = [c for c in RANKED_COLUMNS if c in churn_set.frame.columns]
+    names = [f"{c}{RANK_SUFFIX}" for c in columns]
+    frame = churn_set.frame.drop(columns=names, errors="ignore")
+    ranks = frame.groupby(CUTOFF, sort=False)[columns].rank(pct=True)
+    ranks.columns = names
+    frame = pd.concat([frame, ranks.astype(float)], axis=1)
+    numeric = [c for c in churn_set.numeric if c not in names] + names
+    return replace(churn_set, frame=frame, numeric=numeric)
 
 
 def churn_classifier_data(churn_set: ChurnSet, *, purge: bool = True) -> ClassifierData:
@@ -191,23 +235,45 @@ def train_churn(
     timeout_s: float = 240.0,
     random_state: int = 42,
     bgnbd: bool = True,
+    cutoff_ranks: bool = True,
+    refit: str | None = None,
+    forward_search: bool = True,
+    n_jobs: int | None = None,
 ) -> ChurnTraining:
-    """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots)."""
+    """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots).
+
+    ``bgnbd`` / ``cutoff_ranks``: add the BG/NBD columns (:func:`with_bgnbd`) and the within-cutoff ranks
+    (:func:`with_cutoff_ranks`) as features (transaction data). ``refit``: the trainer's ``TrainConfig.refit``;
+    default ``train+calibration`` for transaction data (the final model also learns from the latest fitted
+    cutoffs, whose customers are closest in age to the test and scoring cutoffs; hyperparameters, calibrator and
+    tiers stay chosen out of sample) and ``train`` for snapshots (no drift to follow). ``forward_search``
+    (transaction data): the trainer's ``search_gap`` is the distance from the last fitted cutoff to the test
+    cutoff, so hyperparameters are chosen for how well they rank that far ahead (a cohort ages between the
+    fitted cutoffs and the scored one; see :class:`~training.classifier.TrainConfig`).
+    """
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of)
     if bgnbd:
         churn_set = with_bgnbd(churn_set)
+    if cutoff_ranks:
+        churn_set = with_cutoff_ranks(churn_set)
     data = churn_classifier_data(churn_set)
+    timed = churn_set.kind == "transactions"
     config = TrainConfig(
-        split="time" if churn_set.kind == "transactions" else "stratified",
+        split="time" if timed else "stratified",
         n_trials=n_trials,
         timeout_s=timeout_s,
         random_state=random_state,
         band_labels=TIERS,
+        **({} if n_jobs is None else {"n_jobs": n_jobs}),  # None: TrainConfig's default
+        refit=refit or ("train+calibration" if timed else "train"),  # type: ignore[arg-type]
     )
     if churn_set.kind != "transactions":
         return ChurnTraining(churn_set, data, train_classifier(data, config), "none (snapshot, stratified)")
     plan = plan_slices(list(data.frame[CUTOFF].unique()), churn_set.horizon_days)
     data, fractions = _sliced(data, plan)
+    if forward_search:
+        ahead = plan.test[0] - max(plan.calibration)
+        config = replace(config, search_gap=float(ahead / pd.Timedelta(days=1)))
     result = train_classifier(data, replace(config, fractions=fractions))
     _check_slices(result, plan, churn_set.horizon_days)
     return ChurnTraining(churn_set=churn_set, data=data, result=result, purge_policy=plan.policy)
@@ -332,6 +398,8 @@ def score_churn(
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
     if any(c in model.features for c in BGNBD_COLUMNS):
         churn_set = with_bgnbd(churn_set)
+    if any(c.endswith(RANK_SUFFIX) for c in model.features):
+        churn_set = with_cutoff_ranks(churn_set)
     rows = churn_set.to_score()
     if write_snapshot:
         write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())
