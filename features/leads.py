@@ -247,8 +247,12 @@ def period_context(
         A frame aligned with ``frame``.
     """
     cols = list(period_columns)
-    key = frame[cols].astype("string").fillna("<missing>").agg("\x1f".join, axis=1)
-    period = (key != key.shift()).cumsum().to_numpy()
+    starts = np.zeros(len(frame), dtype=bool)
+    starts[:1] = True
+    for col in cols:  # a period starts where any column's value (missing counts as a value) changes
+        codes, _ = pd.factorize(frame[col].astype("string").fillna("<missing>"))
+        starts[1:] |= codes[1:] != codes[:-1]
+    period = np.cumsum(starts)
     label = frame[LABEL].astype(float)
     per = pd.DataFrame({"p": period, "n": 1.0, "w": label.fillna(0.0), "k": label.notna().astype(float)})
     per = per.groupby("p", sort=True)[["n", "w", "k"]].sum()
