@@ -83,11 +83,16 @@ async def _open_loop(url: str, body: dict, rate: float, seconds: float) -> tuple
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second in the open-loop run")
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of the open-loop run")
     parser.add_argument("--repeats", type=int, default=30, help="requests for the batch and forecast timings")
     parser.add_argument("--out", type=Path, help="write the JSON report here")
+    parser.add_argument("--batch", type=int, default=1000, help="customers per request in the batch timing")
+    parser.add_argument("--workers", type=int, default=1, help="salesml serve --workers")
+    parser.add_argument("--threads", type=int, default=1, help="salesml serve --threads")
     args = parser.parse_args()
     # `timeout` and Ctrl-C end the run through SystemExit, so the finally below always stops the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -101,8 +106,15 @@ def main() -> int:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(os.environ.get("SALESML_BENCH_LOG", "/tmp/salesml-bench-serve.log"), "w")  # noqa: SIM115
-    proc = subprocess.Popen([str(BIN / "salesml"), "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    report: dict[str, object] = {"machine": f"{os.cpu_count()} cores", "load_before": os.getloadavg()}
+    serve = [str(BIN / "salesml"), "serve", "--port", str(port)]
+    if (args.workers, args.threads) != (1, 1):
+        serve += ["--workers", str(args.workers), "--threads", str(args.threads)]
+    proc = subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    report: dict[str, object] = {
+        "machine": f"{os.cpu_count()} cores",
+        "serve": {"workers": args.workers, "threads": args.threads},
+        "load_before": os.getloadavg(),
+    }
     try:
         for _ in range(180):
             try:
@@ -119,9 +131,16 @@ def main() -> int:
         one = {"customers": [{"customer_id": ids[0]}]}
         httpx.post(url + "/churn/score", json=one, timeout=30)  # warm-up
         lat, errors = asyncio.run(_open_loop(url + "/churn/score", one, args.rate, args.seconds))
-        report["churn_one_by_id_open_loop"] = {"rate_per_s": args.rate, "seconds": args.seconds, "errors": errors, **_summary(lat)}
+        report["churn_one_by_id_open_loop"] = {
+            "rate_per_s": args.rate,
+            "seconds": args.seconds,
+            "errors": errors,
+            **_summary(lat),
+        }
 
-        batch = {"customers": [{"customer_id": i} for i in ids[:1000]]}
+        # A snapshot smaller than the batch is repeated: the service scores every requested row (no dedup).
+        batch_ids = (ids * (args.batch // len(ids) + 1))[: args.batch]
+        batch = {"customers": [{"customer_id": i} for i in batch_ids]}
         times = []
         with httpx.Client(timeout=60) as client:
             client.post(url + "/churn/score", json=batch)
@@ -130,7 +149,11 @@ def main() -> int:
                 r = client.post(url + "/churn/score", json=batch)
                 times.append(time.perf_counter() - t0)
                 assert r.status_code == 200 and len(r.json()["results"]) == len(batch["customers"])
-        report["churn_1000_by_id"] = {"customers": len(batch["customers"]), **_summary(times)}
+        report["churn_1000_by_id"] = {
+            "customers": len(batch_ids),
+            "distinct_customers": len(set(batch_ids)),
+            **_summary(times),
+        }
 
         art = load_forecast(f"models:/sales_forecast/{models['sales_forecast']['version']}")
         nodes = art.nodes["unique_id"].tolist()[:100]
@@ -148,7 +171,7 @@ def main() -> int:
         scoring = load_scoring_model(f"models:/churn_risk/{models['churn_risk']['version']}")
         indexed = snapshot.set_index(snapshot["customer_id"].astype(str), drop=False)
         inproc = {}
-        for label, rows in (("churn_one", ids[:1]), ("churn_1000", ids[:1000])):
+        for label, rows in (("churn_one", ids[:1]), ("churn_1000", batch_ids)):
             frame = indexed.loc[rows].reset_index(drop=True)
             scoring.predict(frame)
             ts = []

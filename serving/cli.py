@@ -19,7 +19,10 @@ __all__ = ["serve"]
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
-    workers: Annotated[int, typer.Option(help="Number of service worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Number of service worker processes.")] = 1,
+    threads: Annotated[
+        int, typer.Option(min=1, help="Requests each worker handles at once (threads for the endpoints).")
+    ] = 1,
 ) -> None:
     """Serve the champions of sales_forecast, churn_risk and lead_score over HTTP (OpenAPI at /docs.json)."""
     settings = get_settings()
@@ -31,11 +34,12 @@ def serve(
         # Fail fast when a registry server is unreachable: the service then serves its local copies.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+        # BentoML 1.4 has no command-line option for these; serving/service.py reads them into its decorator.
+        "SALESML_SERVE_WORKERS": str(workers),
+        "SALESML_SERVE_THREADS": str(threads),
     }
     bentoml = Path(sys.executable).parent / "bentoml"
     cmd = [str(bentoml), "serve", "serving.service:SalesML", "--host", host, "--port", str(port)]
-    if workers != 1:
-        cmd += ["--api-workers", str(workers)]
     # Replace this process, so that stopping `salesml serve` stops the server itself.
     os.chdir(REPO_ROOT)
     os.execve(cmd[0], cmd, env)

@@ -33,6 +33,7 @@ from serving.schemas import (
     LeadScoreRequest,
     PlanRequest,
     PlanResponse,
+    Reason,
 )
 
 with bentoml.importing():
@@ -82,10 +83,24 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         shutil.copyfile(live, copy.with_suffix(".tmp"))
         os.replace(copy.with_suffix(".tmp"), copy)
     snapshot, snap_meta = read_churn_snapshot(meta.get("dataset", ""), path=copy if copy.exists() else live)
-    snapshot = snapshot.assign(customer_id=snapshot["customer_id"].astype(str)).set_index(
-        "customer_id", drop=False
+    snapshot = snapshot.assign(customer_id=snapshot["customer_id"].astype(str)).reset_index(drop=True)
+    for col in scoring.features:  # a feature the snapshot lacks is missing for every customer
+        if col not in snapshot.columns:
+            snapshot[col] = np.nan
+    ids = snapshot["customer_id"].tolist()
+    revenue = (
+        snapshot["revenue_12m"]
+        if "revenue_12m" in snapshot.columns
+        else pd.Series(np.nan, index=snapshot.index)
     )
-    return {"scoring": scoring, "snapshot": snapshot, "snapshot_meta": snap_meta}
+    return {
+        "scoring": scoring,
+        "snapshot_meta": snap_meta,
+        # Typed and indexed once here, not per request: id -> row, the model's input rows, revenue.
+        "positions": {cid: i for i, cid in reversed(list(enumerate(ids)))},
+        "encoded": scoring.encode(snapshot),
+        "revenue": pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float),
+    }
 
 
 def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +149,32 @@ def _reasons(row: pd.Series, prefix: str = "reason") -> list[dict[str, Any]]:
     return out
 
 
+def _reason_lists(pred: dict[str, np.ndarray], n: int, prefix: str = "reason") -> list[list[Reason]]:
+    """Per row, the reasons of :meth:`ScoringModel.score`'s columns (``{prefix}_k``, ``_contribution``, ``_value``)."""
+    columns = []
+    k = 1
+    while f"{prefix}_{k}" in pred:
+        columns.append(
+            (
+                [str(v) for v in pred[f"{prefix}_{k}"]],
+                pred[f"{prefix}_{k}_contribution"].astype(float).tolist(),
+                [str(v) for v in pred[f"{prefix}_{k}_value"]],
+            )
+        )
+        k += 1
+    return [[Reason(feature=f[j], contribution=c[j], value=v[j]) for f, c, v in columns] for j in range(n)]
+
+
+_Q_FIELDS = ("actual_to_date", "mean", "median", "lo_80", "hi_80", "lo_95", "hi_95")
+
+
+def _dates(values: pd.Series) -> list[str]:
+    """``YYYY-MM-DD`` per value (vectorised for a datetime column)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.strftime("%Y-%m-%d").tolist()
+    return [f"{v:%Y-%m-%d}" for v in values]
+
+
 def _finite(value: Any) -> float | None:
     try:
         v = float(value)
@@ -142,7 +183,19 @@ def _finite(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-@bentoml.service(name="salesml", traffic={"timeout": 60})
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else default
+
+
+# Worker processes and request threads per worker: `salesml serve --workers N --threads M` sets these (BentoML 1.4
+# reads them only from the decorator). Defaults measured on 2 cores in benchmarks/README.md.
+@bentoml.service(
+    name="salesml",
+    traffic={"timeout": 60},
+    workers=_env_int("SALESML_SERVE_WORKERS", 1),
+    threads=_env_int("SALESML_SERVE_THREADS", 1),
+)
 class SalesML:
     """Forecasts, target plans, churn risk and lead scores from the registry's champions."""
 
@@ -179,11 +232,13 @@ class SalesML:
         _check_batch(customers, "customers")
         champ = self._champion("churn_risk")
         bundle = champ.model
-        scoring, snapshot, snap_meta = bundle["scoring"], bundle["snapshot"], bundle["snapshot_meta"]
+        scoring, snap_meta, positions = bundle["scoring"], bundle["snapshot_meta"], bundle["positions"]
         horizon = int(snap_meta.get("horizon_days") or 0)
         cutoff = str(snap_meta.get("cutoff") or champ.meta.get("data_cutoff") or "")
-        rows: list[dict[str, Any] | None] = []
         results: list[Any] = [None] * len(customers)
+        by_id: list[int] = []  # request positions scored from the snapshot
+        rows: list[int] = []  # their snapshot rows
+        sent: list[int] = []  # request positions scored from the features sent
         for i, item in enumerate(customers):
             if item.features is not None:
                 unknown = sorted(set(item.features) - set(scoring.features))
@@ -192,44 +247,57 @@ class SalesML:
                         id=item.customer_id,
                         error=f"unknown feature(s) {unknown}; expected some of {scoring.features}",
                     )
-                    rows.append(None)
-                    continue
-                rows.append({"customer_id": item.customer_id, **item.features})
-            elif item.customer_id in snapshot.index:
-                rows.append(snapshot.loc[item.customer_id].to_dict())
+                else:
+                    sent.append(i)
+            elif (row := positions.get(item.customer_id)) is not None:
+                by_id.append(i)
+                rows.append(row)
             else:
                 results[i] = ItemError(
                     id=item.customer_id,
                     error=f"customer {item.customer_id!r} is not in the feature snapshot of {cutoff} "
                     "(unknown, or no purchase in the look-back window); send its features instead",
                 )
-                rows.append(None)
-        todo = [i for i, r in enumerate(rows) if r is not None]
-        if todo:
-            frame = pd.DataFrame([rows[i] for i in todo])
+        parts = []
+        if by_id:
+            parts.append((by_id, bundle["encoded"].take(rows), bundle["revenue"][rows]))
+        if sent:
+            frame = pd.DataFrame(
+                [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
+            )
             for col in scoring.features:
                 if col not in frame.columns:
                     frame[col] = np.nan
             try:
-                pred = scoring.predict(frame)
+                encoded = scoring.encode(frame)
             except SalesmlError as err:
                 raise BadRequest(str(err)) from None
-            revenue = pd.to_numeric(
-                frame.get("revenue_12m", pd.Series(np.nan, index=frame.index)), errors="coerce"
+            revenue = (
+                frame["revenue_12m"]
+                if "revenue_12m" in frame.columns
+                else pd.Series(np.nan, index=frame.index)
             )
-            for j, i in enumerate(todo):
-                p = pred.iloc[j]
-                rev = _finite(revenue.iloc[j])
+            parts.append((sent, encoded, pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float)))
+        common = {
+            "horizon_days": horizon,
+            "model_name": champ.name,
+            "model_version": champ.version,
+            "data_cutoff": cutoff,
+        }
+        for items, encoded, revenue in parts:
+            pred = scoring.score(encoded)
+            prob = pred["probability"].astype(float).tolist()
+            tier = [str(t) for t in pred["band"]]
+            at_risk = (pred["probability"] * revenue).tolist()
+            reasons = _reason_lists(pred, len(items))
+            for j, i in enumerate(items):
                 results[i] = ChurnResult(
                     customer_id=customers[i].customer_id,
-                    probability=float(p["probability"]),
-                    horizon_days=horizon,
-                    tier=str(p["band"]),
-                    reasons=_reasons(p),
-                    revenue_at_risk=None if rev is None else float(p["probability"]) * rev,
-                    model_name=champ.name,
-                    model_version=champ.version,
-                    data_cutoff=cutoff,
+                    probability=prob[j],
+                    tier=tier[j],
+                    reasons=reasons[j],
+                    revenue_at_risk=at_risk[j] if np.isfinite(at_risk[j]) else None,
+                    **common,
                 )
         return ChurnScoreResponse(results=results)
 
@@ -304,48 +372,44 @@ class SalesML:
             raise BadRequest(str(err)) from None
         cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model, "data_cutoff", "") or "")
         order = nodes if nodes is not None else list(dict.fromkeys(periods["unique_id"]))
-        by_node = {uid: g for uid, g in periods.groupby("unique_id", sort=False)}
-        q_by_node = {uid: g for uid, g in quarters.groupby("unique_id", sort=False)}
-        results = []
-        for uid in order:
-            g = by_node.get(uid, periods.iloc[0:0])
-            q = q_by_node.get(uid, quarters.iloc[0:0])
-            results.append(
-                ForecastNode(
-                    node=uid,
-                    level=str(g["level"].iloc[0]) if len(g) else str(q["level"].iloc[0]) if len(q) else "",
-                    periods=[
-                        {
-                            "ds": f"{ds:%Y-%m-%d}",
-                            "mean": m,
-                            "lo_80": l8,
-                            "hi_80": h8,
-                            "lo_95": l9,
-                            "hi_95": h9,
-                        }
-                        for ds, m, l8, h8, l9, h9 in g[
-                            ["ds", "mean", "lo-80", "hi-80", "lo-95", "hi-95"]
-                        ].itertuples(index=False, name=None)
-                    ],
-                    quarters=[
-                        {
-                            "quarter": r["quarter"],
-                            "period": str(r["period"]),
-                            "actual_to_date": float(r["actual_to_date"]),
-                            "mean": float(r["mean"]),
-                            "median": float(r["median"]),
-                            "lo_80": float(r["lo-80"]),
-                            "hi_80": float(r["hi-80"]),
-                            "lo_95": float(r["lo-95"]),
-                            "hi_95": float(r["hi-95"]),
-                        }
-                        for _, r in q.iterrows()
-                    ],
-                    model_name=champ.name,
-                    model_version=champ.version,
-                    data_cutoff=cutoff,
-                )
+        # Built column-wise (one pass over each table), not by slicing a frame per node.
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for uid, ds, m, l8, h8, l9, h9 in zip(
+            periods["unique_id"].tolist(),
+            _dates(periods["ds"]),
+            *(periods[c].astype(float).tolist() for c in ("mean", "lo-80", "hi-80", "lo-95", "hi-95")),
+            strict=True,
+        ):
+            by_node.setdefault(uid, []).append(
+                {"ds": ds, "mean": m, "lo_80": l8, "hi_80": h8, "lo_95": l9, "hi_95": h9}
             )
+        q_by_node: dict[str, list[dict[str, Any]]] = {}
+        q_cols = ("actual_to_date", "mean", "median", "lo-80", "hi-80", "lo-95", "hi-95")
+        for uid, quarter, period, *vals in zip(
+            quarters["unique_id"].tolist(),
+            quarters["quarter"].tolist(),
+            [str(p) for p in quarters["period"]],
+            *(quarters[c].astype(float).tolist() for c in q_cols),
+            strict=True,
+        ):
+            q_by_node.setdefault(uid, []).append(
+                {"quarter": quarter, "period": period, **dict(zip(_Q_FIELDS, vals, strict=True))}
+            )
+        levels = dict(
+            zip(quarters["unique_id"].tolist(), quarters["level"].astype(str).tolist(), strict=True)
+        )
+        levels.update(zip(periods["unique_id"].tolist(), periods["level"].astype(str).tolist(), strict=True))
+        ref = {"model_name": champ.name, "model_version": champ.version, "data_cutoff": cutoff}
+        results = [
+            ForecastNode(
+                node=uid,
+                level=levels.get(uid, ""),
+                periods=by_node.get(uid, []),
+                quarters=q_by_node.get(uid, []),
+                **ref,
+            )
+            for uid in order
+        ]
         return ForecastResponse(results=results)
 
     @bentoml.api(route="/plan", input_spec=PlanRequest)
