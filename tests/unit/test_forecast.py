@@ -12,7 +12,7 @@ import pytest
 from features.errors import SalesmlError
 from features.load import load_dataset
 from features.series import build_series
-from training.forecast.backtest import forecast_at, run_backtest
+from training.forecast.backtest import choose_weight, forecast_at, run_backtest
 from training.forecast.config import ForecastConfig
 from training.forecast.intervals import interval_columns, step_intervals
 from training.forecast.pyfunc import SalesForecastModel
@@ -129,6 +129,35 @@ def test_forecasts_at_a_cutoff_ignore_later_data(small_synthetic_spec: Path, ser
     raw = backtest.raw  # the original data's forecasts at both cutoffs, made during the backtest
     original = at(series, raw[raw["cutoff"] == c0], raw[raw["cutoff"] == c1])
     pd.testing.assert_frame_equal(original, at(altered), check_like=True)
+
+
+def test_blend_weight_chosen_on_the_calibration_window_only(series, backtest) -> None:
+    # without a calibration cutoff (FAST) the blend is the plain mean, at every cutoff
+    assert backtest.combine_weight == 0.5
+    raw = backtest.raw
+    both = (raw["LGBM"] > 0) & (raw["SeasonalNaive"] > 0)  # the blend is clipped after blending
+    assert both.mean() > 0.5
+    blend = 0.5 * raw.loc[both, "LGBM"] + 0.5 * raw.loc[both, "SeasonalNaive"]
+    np.testing.assert_allclose(raw.loc[both, "LGBM+SN"], blend, rtol=1e-9, atol=1e-9)
+
+    cutoff = backtest.cutoffs.evaluation[0]
+    w = backtest.cutoffs.window
+    future = series.Y[series.Y["ds"] > cutoff].copy()
+    step = future.groupby("unique_id").cumcount() + 1
+    later = (step > w).to_numpy()  # past the first quarter: must not count
+
+    def base(exact: str, other: str) -> pd.DataFrame:
+        out = future[["unique_id", "ds"]].copy()
+        out[exact] = future["y"]
+        out[other] = 2 * future["y"] + 1
+        # beyond the first quarter the exact model is far off: counting it would flip the choice
+        out.loc[later, exact] = 1e9
+        out.loc[later, other] = future.loc[later, "y"]
+        return out
+
+    config = ForecastConfig()
+    assert choose_weight(series, [(base("LGBM", "SeasonalNaive"), cutoff)], config, w) == 1.0
+    assert choose_weight(series, [(base("SeasonalNaive", "LGBM"), cutoff)], config, w) == 0.0
 
 
 def test_quarter_totals_current_and_next(series, artifacts) -> None:

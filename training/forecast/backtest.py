@@ -1,8 +1,8 @@
 """Rolling-origin backtest on common calendar cutoffs, with calibrated intervals and window totals.
 
 At every cutoff (calibration cutoffs first, then the evaluation cutoffs) the base models are fitted on the data
-up to the cutoff and forecast two quarters ahead; the LightGBM forecasts are reconciled with every candidate
-method. Intervals at an evaluation cutoff are calibrated on the errors of earlier cutoffs whose actuals are
+up to the cutoff and forecast two quarters ahead. The ``LGBM+SN`` blend weight is chosen on the calibration
+cutoffs only, then the LightGBM and blended forecasts are reconciled with every candidate method. Intervals at an evaluation cutoff are calibrated on the errors of earlier cutoffs whose actuals are
 known at that cutoff. Metrics are computed by :func:`training.forecast.evaluate.evaluate` only.
 """
 
@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.series import HierarchicalSeries
 from training.forecast.config import (
+    COMBINED,
     SEASONAL_NAIVE,
     Cutoffs,
     ForecastConfig,
@@ -30,10 +31,10 @@ from training.forecast.intervals import (
     series_scale,
     step_intervals,
 )
-from training.forecast.models import base_forecasts
+from training.forecast.models import base_forecasts, combine
 from training.forecast.reconcile import reconcile, reconciled_name
 
-__all__ = ["BacktestResult", "choose_model", "forecast_at", "run_backtest"]
+__all__ = ["BacktestResult", "choose_model", "choose_weight", "forecast_at", "run_backtest"]
 
 
 @dataclass
@@ -50,6 +51,8 @@ class BacktestResult:
         models: model columns (baselines, base LightGBM, reconciled variants).
         baselines: the statistical baseline columns.
         chosen: the reconciled LightGBM variant with the lowest mean WAPE over levels.
+        combine_weight: the LightGBM share of ``LGBM+SN`` (chosen on the calibration cutoffs, see
+            :func:`choose_weight`, or fixed by the config).
     """
 
     forecasts: pd.DataFrame
@@ -60,6 +63,7 @@ class BacktestResult:
     models: list[str]
     baselines: list[str]
     chosen: str
+    combine_weight: float = 0.5
 
 
 def forecast_at(
@@ -71,13 +75,34 @@ def forecast_at(
     methods: tuple[str, ...] | None = None,
     candidates: tuple[str, ...] | None = None,
     baselines: bool = True,
+    weight: float = 0.5,
 ) -> pd.DataFrame:
     """Point forecasts of every node from the data up to ``cutoff``, with ``level, step, scale`` and actuals.
+
+    ``weight`` is the LightGBM share of the ``LGBM+SN`` blend.
 
     Returns:
         ``cutoff, unique_id, level, ds, step, y, scale`` + model columns; ``y`` is NaN beyond the data.
     """
-    base = base_forecasts(series, cutoff, h, config, baselines=baselines)
+    base = base_forecasts(series, cutoff, h, config, baselines=baselines, weight=None)
+    return _finish(series, base, cutoff, h, config, weight, methods=methods, candidates=candidates)
+
+
+def _finish(
+    series: HierarchicalSeries,
+    base: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    h: int,
+    config: ForecastConfig,
+    weight: float,
+    *,
+    methods: tuple[str, ...] | None = None,
+    candidates: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
+    """Blend, clip, reconcile and annotate the base forecasts made at ``cutoff`` (see :func:`forecast_at`)."""
+    base = base.copy()
+    if config.combine:
+        base[COMBINED] = combine(base, weight)
     if series.nonnegative:  # sales that are never negative get non-negative base forecasts too
         models = [c for c in base.columns if c not in ("unique_id", "ds")]
         base[models] = base[models].clip(lower=0.0)
@@ -125,6 +150,42 @@ def _window_totals(
     return tot
 
 
+def choose_weight(
+    series: HierarchicalSeries,
+    bases: list[tuple[pd.DataFrame, pd.Timestamp]],
+    config: ForecastConfig,
+    window: int,
+) -> float:
+    """The LightGBM share of ``LGBM+SN`` with the lowest bottom-level WAPE at the calibration cutoffs.
+
+    Args:
+        bases: ``(base forecasts, cutoff)`` of the calibration cutoffs only (never an evaluation window).
+        window: periods after each cutoff that count (one quarter, as in the evaluation).
+
+    The bottom level has the most series (the aggregates of a single cutoff are a handful of numbers); ties go
+    to the weight nearest 0.5.
+    """
+    bottom = set(series.bottom_ids)
+    parts = []
+    for base, cutoff in bases:
+        last = pd.date_range(cutoff, periods=window + 1, freq=series.freq)[-1]
+        part = base[base["unique_id"].isin(bottom) & (base["ds"] > cutoff) & (base["ds"] <= last)]
+        parts.append(part.merge(series.Y, on=["unique_id", "ds"], how="inner"))
+    frame = pd.concat(parts, ignore_index=True)
+    denom = float(frame["y"].abs().sum())
+    if frame.empty or denom == 0.0:
+        return 0.5
+    best, best_err = 0.5, np.inf
+    for w in sorted(config.combine_grid, key=lambda v: abs(v - 0.5)):
+        f = combine(frame, w)
+        if series.nonnegative:
+            f = f.clip(lower=0.0)
+        err = float((frame["y"] - f).abs().sum()) / denom
+        if err < best_err - 1e-12:
+            best, best_err = float(w), err
+    return best
+
+
 def choose_model(metrics: pd.DataFrame, candidates: list[str]) -> str:
     """The candidate with the lowest mean WAPE over hierarchy levels."""
     score = metrics[metrics["model"].isin(candidates)].groupby("model")["wape"].mean()
@@ -144,12 +205,20 @@ def run_backtest(
     reconciled = [reconciled_name(b, m) for b in config.candidates() for m in config.reconcilers]
     baselines = [SEASONAL_NAIVE, auto]
     models = [*baselines, *config.candidates(), *reconciled]
-    raw_parts = []
+    bases = []
     for c in cuts.all:
         if progress:
             progress(f"fitting at cutoff {c.date()}")
-        raw_parts.append(forecast_at(series, c, cuts.horizon, config))
-    raw = pd.concat(raw_parts, ignore_index=True)
+        bases.append((base_forecasts(series, c, cuts.horizon, config, weight=None), c))
+    weight = config.combine_weight
+    if weight is None:
+        calibration = [(b, c) for b, c in bases if c in cuts.calibration]
+        weight = choose_weight(series, calibration, config, cuts.window) if calibration else 0.5
+        if progress and config.combine:
+            progress(f"LGBM+SN weight {weight:.1f} on LightGBM (chosen on the calibration cutoffs)")
+    raw = pd.concat(
+        [_finish(series, b, c, cuts.horizon, config, weight) for b, c in bases], ignore_index=True
+    )
 
     fc_parts, tot_parts = [], []
     for c in cuts.evaluation:
@@ -167,4 +236,4 @@ def run_backtest(
     totals = pd.concat(tot_parts, ignore_index=True)
     metrics = evaluate(forecasts, models, totals=totals, levels=config.levels, level_order=series.levels)
     chosen = choose_model(metrics, reconciled)
-    return BacktestResult(forecasts, totals, metrics, raw, cuts, models, baselines, chosen)
+    return BacktestResult(forecasts, totals, metrics, raw, cuts, models, baselines, chosen, float(weight))

@@ -38,7 +38,11 @@ class ForecastConfig:
         auto_model: the automatic statistical baseline; ``None`` picks ``AutoTheta`` for seasons up to 13
             periods and the standard ``Theta`` (automatic seasonality test, fixed theta) for longer seasons:
             AutoTheta with season 52 took about 19 s per 300 walmart series, too slow for the time budget.
-        combine: also try ``LGBM+SN``, the equal-weight mean of LightGBM and seasonal naive (fixed weight).
+        combine: also try ``LGBM+SN``, ``w * LightGBM + (1 - w) * seasonal naive``.
+        combine_weight: ``w``; ``None`` chooses it on the calibration cutoffs only (the grid
+            ``combine_grid``, lowest WAPE at the bottom level over the first quarter of the horizon), never
+            on the evaluation windows; without calibration cutoffs ``None`` means 0.5.
+        combine_grid: the weights tried when ``combine_weight`` is ``None``.
     """
 
     n_windows: int = 4
@@ -47,6 +51,8 @@ class ForecastConfig:
     reconcilers: tuple[str, ...] = ("BottomUp", "MinTrace_ols", "MinTrace_wls_struct")
     lgbm_params: dict = field(
         default_factory=lambda: {
+            # l1: WAPE is an absolute-error metric, and l1 beat l2 on walmart (benchmarks/README.md)
+            "objective": "l1",
             "n_estimators": 400,
             "learning_rate": 0.05,
             "num_leaves": 63,
@@ -62,6 +68,8 @@ class ForecastConfig:
     min_scores: int = 40
     auto_model: str | None = None
     combine: bool = True
+    combine_weight: float | None = None
+    combine_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
     def candidates(self) -> tuple[str, ...]:
         """Base models whose reconciled versions compete to be chosen."""

@@ -15,7 +15,7 @@ import pandas as pd
 from features.series import HierarchicalSeries
 from training.forecast.config import COMBINED, LGBM, SEASONAL_NAIVE, ForecastConfig, auto_model_name
 
-__all__ = ["base_forecasts", "lgbm_forecast", "stats_forecast"]
+__all__ = ["base_forecasts", "combine", "lgbm_forecast", "stats_forecast"]
 
 
 def _lgbm_setup(n_train: int, season: int, freq: str) -> tuple[list[int], dict, list]:
@@ -26,11 +26,14 @@ def _lgbm_setup(n_train: int, season: int, freq: str) -> tuple[list[int], dict, 
     weekly = freq.startswith("W")
     seasonal = n_train >= season + (26 if weekly else 6)
     usable = n_train - (season if seasonal else 0) - 2
-    candidates = [1, 2, 3, 4, 6, 8, 13, 26] if weekly else [1, 2, 3, 6, 12]
+    # Weekly lags stop at 8 and the rolling means start at lag 1: mlforecast drops every row whose features
+    # are not all available, and after 52-week differencing 2-3 years of history leave 26-90 rows per series;
+    # lags 13 / 26 and a 13-week mean of lag 13 cost 25 of them (measured on walmart, benchmarks/README.md).
+    candidates = [1, 2, 3, 4, 6, 8] if weekly else [1, 2, 3, 6, 12]
     lags = [lag for lag in candidates if lag <= max(usable - 2, 1)] or [1]
     transforms: dict = {}
     if weekly and usable > 16:
-        transforms = {1: [RollingMean(4), RollingMean(13)], 13: [RollingMean(13)]}
+        transforms = {1: [RollingMean(4), RollingMean(13)]}
     elif usable > 6:
         transforms = {1: [RollingMean(3)]}
     target = [Differences([season])] if seasonal else []
@@ -138,16 +141,23 @@ def base_forecasts(
     config: ForecastConfig,
     *,
     baselines: bool = True,
+    weight: float | None = 0.5,
 ) -> pd.DataFrame:
     """All base models at every node from the data up to ``cutoff``: ``unique_id, ds, <model>...``.
 
-    ``LGBM+SN`` is the equal-weight mean of LightGBM and seasonal naive (a fixed, untuned combination).
+    ``LGBM+SN`` is ``weight * LightGBM + (1 - weight) * seasonal naive`` (see :func:`combine`); with
+    ``weight=None`` it is left out (the backtest adds it once the weight is chosen on calibration cutoffs).
     With ``baselines=False`` the automatic statistical baseline is skipped (seasonal naive is cheap and kept).
     """
     train = series.truncate(cutoff)
     lgbm = lgbm_forecast(series, train, cutoff, h, config)
     stats = stats_forecast(series, train, h, config, auto=baselines)
     out = stats.merge(lgbm, on=["unique_id", "ds"], how="outer")
-    if config.combine:
-        out[COMBINED] = 0.5 * (out[LGBM] + out[SEASONAL_NAIVE])
+    if config.combine and weight is not None:
+        out[COMBINED] = combine(out, weight)
     return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
+
+
+def combine(frame: pd.DataFrame, weight: float) -> pd.Series:
+    """The ``LGBM+SN`` blend: ``weight * LGBM + (1 - weight) * SeasonalNaive``."""
+    return weight * frame[LGBM] + (1.0 - weight) * frame[SEASONAL_NAIVE]

@@ -56,7 +56,14 @@ def forecast_quarters(
     n_rest, n_next = len(periods["current_rest"]), len(periods["next"])
     h = n_rest + n_next
     cur = forecast_at(
-        series, series.end, h, config, methods=(method,), candidates=(base_model,), baselines=False
+        series,
+        series.end,
+        h,
+        config,
+        methods=(method,),
+        candidates=(base_model,),
+        baselines=False,
+        weight=backtest.combine_weight,
     )
     hist = backtest.raw[backtest.raw["ds"] <= series.end]
     cur = step_intervals(
@@ -129,6 +136,7 @@ def forecast_quarters(
         "freq": series.freq,
         "season_length": series.season_length,
         "model": chosen,
+        "combine_weight": backtest.combine_weight,
         "levels": list(config.levels),
         "bottom_level": series.bottom_level,
         "hierarchy_levels": series.levels,

@@ -98,6 +98,7 @@ def train_sales(
                 "window": result.cutoffs.window,
                 "step": result.cutoffs.step,
                 "chosen_model": result.chosen,
+                "combine_weight_used": result.combine_weight,
                 "nonnegative": series.nonnegative,
             }
         )
