@@ -107,7 +107,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, small_synthetic_spec:
     env = {"SALESML_HOME": str(home)}
     spec = str(small_synthetic_spec)
     steps = [
-        ("train", "sales", "--dataset", spec, "--promote"),
+        ("train", "sales", "--dataset", spec, "--promote", "--fast"),
         ("train", "churn", "--dataset", spec, "--promote", "--trials", "2"),
         ("train", "leads", "--dataset", spec, "--promote", "--trials", "2"),
         ("train", "churn", "--dataset", spec, "--trials", "2"),

@@ -20,6 +20,28 @@ __all__ = ["backtest_sales", "plan", "train_sales_cmd"]
 # Piped output (logs, CI) gets a wide table instead of Rich's 80-column default.
 _out = Console(width=None if sys.stdout.isatty() else 200)
 _Dataset = Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")]
+_Fast = Annotated[
+    bool,
+    typer.Option(
+        "--fast",
+        help="Smoke run: 2 backtest windows, bottom-up reconciliation only, no LGBM+SN combination, 150 "
+        "LightGBM trees at learning rate 0.1. Its figures are not comparable with a full run's (other "
+        "windows), so the gate never compares the two.",
+    ),
+]
+
+
+def _config(fast: bool):  # noqa: ANN202 - ForecastConfig | None, imported lazily for a quick --help
+    """The default config, or with ``--fast`` a smoke-run variant of it (fewer windows, models and trees)."""
+    from dataclasses import replace
+
+    from training.forecast.config import ForecastConfig
+
+    if not fast:
+        return None
+    base = ForecastConfig()
+    trees = {**base.lgbm_params, "n_estimators": 150, "learning_rate": 0.1}
+    return replace(base, n_windows=2, reconcilers=("BottomUp",), combine=False, lgbm_params=trees)
 
 
 def _table(frame: pd.DataFrame, title: str) -> Table:
@@ -59,13 +81,14 @@ def backtest_sales(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for forecasts.parquet, metrics.csv and totals.parquet.")
     ],
+    fast: _Fast = False,
 ) -> None:
     """Backtest the forecast on common calendar cutoffs (one quarter per window) against the baselines."""
     from training.forecast.report import summary_table, write_backtest
     from training.forecast.train import backtest_dataset
 
     resolve_spec_path(dataset)
-    series, result = backtest_dataset(dataset, progress=_progress)
+    series, result = backtest_dataset(dataset, _config(fast), progress=_progress)
     paths = write_backtest(result, out)
     cuts = ", ".join(str(c.date()) for c in result.cutoffs.evaluation)
     _out.print(
@@ -85,13 +108,14 @@ def train_sales_cmd(
             "--promote", help="Move the alias 'champion' if no worse than the champion on the same windows."
         ),
     ] = False,
+    fast: _Fast = False,
 ) -> None:
     """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast'."""
     from training.forecast.report import summary_table
     from training.forecast.train import MODEL_NAME, train_sales
 
     resolve_spec_path(dataset)
-    res = train_sales(dataset, promote=promote, progress=_progress)
+    res = train_sales(dataset, promote=promote, config=_config(fast), progress=_progress)
     _out.print(_table(summary_table(res.backtest, res.series.levels), f"backtest {dataset}"))
     _out.print(
         f"run {res.run_id}: registered {MODEL_NAME} v{res.version} (model {res.backtest.chosen}, "
