@@ -159,6 +159,22 @@ def test_blend_weight_chosen_on_the_calibration_window_only(series, backtest) ->
     assert choose_weight(series, [(base("LGBM", "SeasonalNaive"), cutoff)], config, w) == 1.0
     assert choose_weight(series, [(base("SeasonalNaive", "LGBM"), cutoff)], config, w) == 0.0
 
+    # overlapping windows: actuals after the first evaluation cutoff never count, even inside the quarter
+    half = w // 2
+    until = pd.date_range(cutoff, periods=half + 1, freq=series.freq)[-1]
+    inside = (step > half).to_numpy() & ~later  # inside the quarter but after ``until``
+
+    def base_until(exact: str, other: str) -> pd.DataFrame:
+        out = base(exact, other)
+        out.loc[inside, exact] = 1e9
+        out.loc[inside, other] = future.loc[inside, "y"]
+        return out
+
+    assert choose_weight(series, [(base_until("LGBM", "SeasonalNaive"), cutoff)], config, w) == 0.0
+    assert (
+        choose_weight(series, [(base_until("LGBM", "SeasonalNaive"), cutoff)], config, w, until=until) == 1.0
+    )
+
 
 def test_quarter_totals_current_and_next(series, artifacts) -> None:
     q = artifacts.quarters

@@ -155,12 +155,15 @@ def choose_weight(
     bases: list[tuple[pd.DataFrame, pd.Timestamp]],
     config: ForecastConfig,
     window: int,
+    until: pd.Timestamp | None = None,
 ) -> float:
     """The LightGBM share of ``LGBM+SN`` with the lowest bottom-level WAPE at the calibration cutoffs.
 
     Args:
         bases: ``(base forecasts, cutoff)`` of the calibration cutoffs only (never an evaluation window).
         window: periods after each cutoff that count (one quarter, as in the evaluation).
+        until: the first evaluation cutoff: actuals after it never count. Short histories get overlapping
+            windows (a step shorter than a quarter), where a calibration cutoff's quarter runs past it.
 
     The bottom level has the most series (the aggregates of a single cutoff are a handful of numbers); ties go
     to the weight nearest 0.5.
@@ -169,6 +172,8 @@ def choose_weight(
     parts = []
     for base, cutoff in bases:
         last = pd.date_range(cutoff, periods=window + 1, freq=series.freq)[-1]
+        if until is not None:
+            last = min(last, until)
         part = base[base["unique_id"].isin(bottom) & (base["ds"] > cutoff) & (base["ds"] <= last)]
         parts.append(part.merge(series.Y, on=["unique_id", "ds"], how="inner"))
     frame = pd.concat(parts, ignore_index=True)
@@ -213,7 +218,11 @@ def run_backtest(
     weight = config.combine_weight
     if weight is None:
         calibration = [(b, c) for b, c in bases if c in cuts.calibration]
-        weight = choose_weight(series, calibration, config, cuts.window) if calibration else 0.5
+        weight = (
+            choose_weight(series, calibration, config, cuts.window, until=cuts.evaluation[0])
+            if calibration
+            else 0.5
+        )
         if progress and config.combine:
             progress(f"LGBM+SN weight {weight:.1f} on LightGBM (chosen on the calibration cutoffs)")
     raw = pd.concat(
