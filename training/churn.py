@@ -47,6 +47,7 @@ __all__ = [
     "SlicePlan",
     "churn_classifier_data",
     "churn_output",
+    "fill_cutoff_ranks",
     "load_churn_model",
     "log_churn_training",
     "plan_slices",
@@ -133,6 +134,43 @@ def with_cutoff_ranks(churn_set: ChurnSet) -> ChurnSet:
     frame = pd.concat([frame, ranks.astype(float)], axis=1)
     numeric = [c for c in churn_set.numeric if c not in names] + names
     return replace(churn_set, frame=frame, numeric=numeric)
+
+
+def fill_cutoff_ranks(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Rank columns a caller could not compute, filled against the customers of the same cutoff.
+
+    A client scoring a customer by its feature values knows its ``recency_days`` but not where that lies among
+    all customers at the cutoff. For each ``<column>_rank_in_cutoff`` that is missing (absent or NaN) where
+    ``<column>`` is given, the rank is what :func:`with_cutoff_ranks` would give the row had it been one of the
+    ``reference`` rows (the feature snapshot at the cutoff): the average-tie percentile rank among them and the
+    row itself. Rank values that were sent are kept; rows without the raw value keep a missing rank.
+
+    Args:
+        frame: rows of feature values (one customer each).
+        reference: the snapshot the model scores at (every active customer at the cutoff).
+
+    Returns:
+        A copy of ``frame`` with the rank columns filled where possible.
+    """
+    out = frame.copy()
+    for col in RANKED_COLUMNS:
+        name = f"{col}{RANK_SUFFIX}"
+        if col not in out.columns or col not in reference.columns:
+            continue
+        values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
+        known = np.sort(pd.to_numeric(reference[col], errors="coerce").dropna().to_numpy(dtype=float))
+        below = np.searchsorted(known, values, side="left")
+        at_or_below = np.searchsorted(known, values, side="right")
+        # the row itself joins the ties: positions below+1 .. at_or_below+1, averaged; n + 1 rows in all
+        rank = ((below + 1) + (at_or_below + 1)) / 2.0 / (len(known) + 1)
+        rank = np.where(np.isnan(values), np.nan, rank)
+        given = (
+            pd.to_numeric(out[name], errors="coerce").to_numpy(dtype=float)
+            if name in out.columns
+            else np.full(len(out), np.nan)
+        )
+        out[name] = np.where(np.isnan(given), rank, given)
+    return out
 
 
 def churn_classifier_data(churn_set: ChurnSet, *, purge: bool = True) -> ClassifierData:

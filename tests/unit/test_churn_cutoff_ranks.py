@@ -88,3 +88,40 @@ def test_events_after_the_cutoff_change_no_rank_at_the_cutoff(
     got = _ranked(_tx(past + changed), [cutoff])
     cols = ["customer_id", *(f"{c}_rank_in_cutoff" for c in RANKED_COLUMNS)]
     pd.testing.assert_frame_equal(got[cols].reset_index(drop=True), want[cols].reset_index(drop=True))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    reference=st.lists(st.integers(0, 20), min_size=1, max_size=30),
+    value=st.integers(-2, 22),
+)
+def test_ranks_filled_for_sent_features_match_joining_the_cutoff(reference: list[int], value: int) -> None:
+    # A client sends raw values only: its rank is the one the row would get as one more customer at the cutoff.
+    from training.churn import fill_cutoff_ranks
+
+    snapshot = pd.DataFrame({c: np.asarray(reference, dtype=float) for c in RANKED_COLUMNS})
+    snapshot[CUTOFF] = END
+    sent = pd.DataFrame({c: [float(value)] for c in RANKED_COLUMNS})
+    filled = fill_cutoff_ranks(sent, snapshot)
+
+    joined = pd.concat([snapshot, sent.assign(**{CUTOFF: END})], ignore_index=True)
+    churn_set = ChurnSet(
+        frame=joined, numeric=list(RANKED_COLUMNS), categorical=[], horizon_days=30, kind="transactions"
+    )
+    expected = with_cutoff_ranks(churn_set).frame.iloc[-1]
+    for c in RANKED_COLUMNS:
+        assert filled.loc[0, f"{c}_rank_in_cutoff"] == expected[f"{c}_rank_in_cutoff"]
+
+
+def test_sent_ranks_are_kept_and_missing_values_stay_missing() -> None:
+    from training.churn import fill_cutoff_ranks
+
+    snapshot = pd.DataFrame({"recency_days": [1.0, 5.0, 9.0]})
+    sent = pd.DataFrame(
+        {"recency_days": [5.0, np.nan, 9.0], "recency_days_rank_in_cutoff": [0.1, np.nan, np.nan]}
+    )
+    out = fill_cutoff_ranks(sent, snapshot)["recency_days_rank_in_cutoff"].tolist()
+    assert out[0] == 0.1  # sent: kept
+    assert np.isnan(out[1])  # no raw value: nothing to rank
+    assert out[2] == 3.5 / 4  # ties with 9.0: positions 3 and 4 of 4, averaged
+    assert "tenure_days_rank_in_cutoff" not in fill_cutoff_ranks(sent, snapshot).columns
