@@ -357,8 +357,10 @@ def lead_features(
         lookups: a data set whose lookup tables are joined onto the leads (agent -> manager, product -> price).
         options: build options.
         earlier: row-ordered data with ``period_columns`` in the spec: the data set's leads before the
-            partition (canonical rows with ``outcome``, in row order), so a batch of new leads gets the period
-            context of the latest history (see :func:`period_context`); ``None``: the partition is all there is.
+            partition (canonical rows with ``outcome``, in row order). Each row of the partition then gets the
+            period context (see :func:`period_context`) it would have as the single next row after
+            ``earlier``, ignoring the partition's other rows, so a new lead's features do not depend on the
+            rest of its batch or its order. ``None``: the partition's own rows in time order (training).
 
     Returns:
         ``(frame, numeric, categorical, excluded)``: the frame holds ``lead_id``, ``decision_time``, ``label``
@@ -414,17 +416,33 @@ def lead_features(
 def _period_block(
     frame: pd.DataFrame, period_columns: list[str], earlier: pd.DataFrame | None, prior_strength: float
 ) -> pd.DataFrame:
-    """:func:`period_context` for ``frame`` (after ``earlier``'s rows when given), aligned with ``frame``."""
+    """:func:`period_context` for ``frame``, aligned with ``frame``.
+
+    Without ``earlier`` (training): the partition's own rows in time order. With ``earlier`` (new leads scored
+    after the data): each row as if it were the single next row after ``earlier``, blind to the other rows of
+    the batch, so a lead's features never depend on what else is in the batch or in which order. Rows are
+    grouped by their period key and the context is computed once per distinct key.
+    """
     cols = [*period_columns, LABEL]
-    order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
-    rows = frame[cols].iloc[order].reset_index(drop=True)
-    before = 0
-    if earlier is not None and len(earlier):
-        prior_rows = earlier.reindex(columns=period_columns).assign(**{LABEL: _labels(earlier[OUTCOME])})
-        before = len(prior_rows)
-        rows = pd.concat([prior_rows[cols].reset_index(drop=True), rows], ignore_index=True)
-    ctx = period_context(rows, period_columns, prior_strength=prior_strength).iloc[before:]
-    ctx = ctx.iloc[np.argsort(order, kind="stable")]
+    if earlier is None or frame.empty:
+        order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
+        rows = frame[cols].iloc[order].reset_index(drop=True)
+        ctx = period_context(rows, period_columns, prior_strength=prior_strength)
+        ctx = ctx.iloc[np.argsort(order, kind="stable")]
+        ctx.index = frame.index
+        return ctx
+    history = earlier.reindex(columns=period_columns).assign(**{LABEL: _labels(earlier[OUTCOME])})
+    history = history[cols].reset_index(drop=True)
+    # The same key normalisation as period_context (missing counts as a value) to group the batch by period.
+    keys = pd.DataFrame({c: frame[c].astype("string").fillna("<missing>").to_numpy() for c in period_columns})
+    group = keys.groupby(period_columns, sort=False).ngroup().to_numpy()
+    firsts = pd.Series(np.arange(len(frame))).groupby(group).first().to_numpy()
+    per_key = []
+    for first in firsts:  # one row with the key (its own outcome is never used), after every earlier row
+        row = frame[period_columns].iloc[[first]].assign(**{LABEL: np.nan})
+        rows = pd.concat([history, row.reset_index(drop=True)], ignore_index=True)
+        per_key.append(period_context(rows, period_columns, prior_strength=prior_strength).iloc[-1])
+    ctx = pd.DataFrame(per_key).reset_index(drop=True).iloc[group]
     ctx.index = frame.index
     return ctx
 

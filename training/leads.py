@@ -293,7 +293,9 @@ def score_lead_records(
 
     The feature rows are built by :func:`features.leads.lead_features` exactly as for training: lookups
     joined, the owner's / product's win rates from leads closed before the data end, activity counts from the
-    data set's activities before it. This is the function the service calls.
+    data set's activities before it; for row-ordered data with ``period_columns``, each lead's period context
+    as if it were the single next row after the data set's rows. A lead's score therefore does not depend on
+    the other leads in the batch or their order. This is the function the service calls.
 
     Args:
         records: dicts with ``lead_id`` and any of the leads table's attribute columns.
@@ -330,7 +332,8 @@ def score_lead_records(
         activities=activities if time_kind == "datetime" else None,
         activity_types=types,
         lookups=dataset,
-        earlier=leads if time_kind == "row_order" else None,  # period context after the latest rows
+        # Period context: each new lead as the single next row after the data (independent of the batch).
+        earlier=leads if time_kind == "row_order" else None,
     )
     if scoring is None:
         scoring, version = _model_and_version(model_name, alias, dataset)

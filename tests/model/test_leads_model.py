@@ -49,6 +49,22 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
         version="test",
     )
     assert raw["lead_id"].tolist() == ["c-1"] and raw["probability"].between(0, 1).all()
+    # A lead's score does not depend on the rest of its batch or its order (the service re-scores item by item
+    # when one lead is refused): a batch of mixed days, reversed, and each lead alone give the same scores.
+    days = [("mon", "may"), ("fri", "nov"), (last["day_of_week"], last["month"]), ("mon", "may")]
+    records = [
+        {"lead_id": f"b-{i}", "age": 30 + 7 * i, "job": "admin.", "day_of_week": d, "month": m}
+        for i, (d, m) in enumerate(days)
+    ]
+
+    def probabilities(batch: list[dict]) -> pd.Series:
+        scored = score_lead_records(batch, training.dataset, scoring=training.result.model, version="test")
+        return scored.set_index("lead_id")["probability"]
+
+    together = probabilities(records)
+    pd.testing.assert_series_equal(together, probabilities(records[::-1]).loc[together.index])
+    alone = pd.concat([probabilities([r]) for r in records])
+    pd.testing.assert_series_equal(together, alone.loc[together.index])
 
 
 def test_x_education_audit_flags_tags_and_lead_quality_and_the_model_excludes_them(shared_data) -> None:

@@ -203,7 +203,7 @@ def test_period_context_uses_only_earlier_rows_and_earlier_periods_outcomes(seed
     pd.testing.assert_frame_equal(base.iloc[: cut + 3], truncated)
 
 
-def test_new_row_ordered_leads_get_the_period_context_of_the_latest_history() -> None:
+def _row_ordered_table_and_leads() -> tuple[TableSpec, pd.DataFrame]:
     table = TableSpec.model_validate(
         {
             "role": "leads",
@@ -223,19 +223,67 @@ def test_new_row_ordered_leads_get_the_period_context_of_the_latest_history() ->
             "outcome": pd.Categorical(rng.choice(["won", "lost"], 60), categories=["won", "lost", "open"]),
         }
     )
+    return table, leads
+
+
+PERIOD_COLS = [
+    "log_contacts_so_far_in_period",
+    *(f"{kind}_prev{k}_periods" for k in (1, 5, 20) for kind in ("log_contacts", "win_logit")),
+]
+
+
+def _scored_after(batch: pd.DataFrame, history: pd.DataFrame, table: TableSpec) -> pd.DataFrame:
+    """Features of new leads scored after ``history`` (as score_lead_records builds them), by lead id."""
+    frame, _, _, _ = lead_features(
+        batch.assign(**{DECISION_TIME: len(history) + np.arange(1, len(batch) + 1)}),
+        table,
+        time_kind="row_order",
+        earlier=history,
+    )
+    return frame.set_index("lead_id")[PERIOD_COLS]
+
+
+def test_each_new_row_ordered_lead_gets_the_period_context_of_the_next_row_after_the_history() -> None:
+    table, leads = _row_ordered_table_and_leads()
     whole, numeric, _, _ = lead_features(
         leads.assign(**{DECISION_TIME: np.arange(1, 61)}), table, time_kind="row_order"
     )
-    assert {"log_contacts_prev1_periods", "win_logit_prev5_periods"} <= set(numeric)
-    # The last 10 rows scored as a batch after the first 50: the same features as in the whole table.
-    batch, _, _, _ = lead_features(
-        leads.iloc[50:].assign(**{DECISION_TIME: np.arange(51, 61)}),
-        table,
-        time_kind="row_order",
-        earlier=leads.iloc[:50],
-    )
-    cols = [c for c in numeric if "period" in c]
-    pd.testing.assert_frame_equal(whole[cols].iloc[50:].reset_index(drop=True), batch[cols])
+    assert set(PERIOD_COLS) <= set(numeric)
+    # A batch of 10 after the first 50 rows (the last known day: thu, 5 rows), days mixed and unsorted.
+    history = leads.iloc[:50]
+    days = ["thu", "mon", "thu", "fri", "mon", "thu", "fri", "thu", "mon", "thu"]
+    batch = leads.iloc[50:].assign(day=days)
+    scored = _scored_after(batch, history, table)
+    for i in range(len(batch)):  # each lead: exactly the features of the one row after the history
+        alone = pd.concat([history, batch.iloc[[i]]], ignore_index=True)
+        ref, _, _, _ = lead_features(
+            alone.assign(**{DECISION_TIME: np.arange(1, 52)}), table, time_kind="row_order"
+        )
+        expected = ref[PERIOD_COLS].iloc[-1].to_numpy()
+        assert np.allclose(scored.loc[batch["lead_id"].iloc[i]].to_numpy(), expected, equal_nan=True)
+    # By hand: "thu" continues the history's last day (5 rows so far; the day before, wed, had 15 rows); any
+    # other day starts a new one (0 so far; the day before is thu with 5 rows). Other batch rows never count.
+    is_thu = np.array(days) == "thu"
+    assert np.allclose(np.expm1(scored["log_contacts_so_far_in_period"]), np.where(is_thu, 5, 0))
+    assert np.allclose(np.expm1(scored["log_contacts_prev1_periods"]), np.where(is_thu, 15, 5))
+    # The training-time features (no history given) are unchanged: the table's own rows in order.
+    train_ctx = period_context(whole.assign(day=leads["day"]), ["day"])
+    pd.testing.assert_frame_equal(whole[PERIOD_COLS], train_ctx[PERIOD_COLS], check_dtype=False)
+
+
+def test_new_lead_features_do_not_depend_on_the_rest_of_the_batch_or_its_order() -> None:
+    table, leads = _row_ordered_table_and_leads()
+    history = leads.iloc[:50]
+    batch = leads.iloc[50:56].assign(day=["mon", "fri", "thu", "fri", None, "mon"])
+    together = _scored_after(batch, history, table)
+    reversed_ = _scored_after(batch.iloc[::-1], history, table)
+    pd.testing.assert_frame_equal(together, reversed_.loc[together.index])
+    for lead_id in batch["lead_id"]:
+        alone = _scored_after(batch[batch["lead_id"] == lead_id], history, table)
+        pd.testing.assert_frame_equal(together.loc[[lead_id]], alone)
+    # The reviewer's case: a fri lead after a mon lead in the same batch is still the first row of its day.
+    assert together.loc["L51", "log_contacts_so_far_in_period"] == 0.0
+    assert np.isclose(np.expm1(together.loc["L51", "log_contacts_prev1_periods"]), 5)
 
 
 def test_period_columns_need_row_order() -> None:
