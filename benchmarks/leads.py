@@ -2,13 +2,16 @@
 
     nice -n 5 .venv/bin/python benchmarks/leads.py [--trials 15] [--only bank|bank-time|bank-no-period|xedu|crm]
         [--out FILE.json]
-        [--refit train|train+calibration] [--recency-halflife ROWS_OR_DAYS]
+        [--refit train|train+calibration] [--recency-halflife ROWS_OR_DAYS] [--n-jobs N] [--seeds 42 1 2]
 
 * bank-marketing (bank-additional-full) without ``duration``: the later 20 % of rows held out (time order),
   model vs logistic regression vs the best single feature; a random (stratified) split beside it, labelled.
 * x-education, stratified 20 % held out: ROC AUC without the audit-flagged columns (the shipped model) and with
   them kept (what the leak would add).
 * crm deals, time-ordered by engage date: model vs the agent's point-in-time win rate.
+
+``--seeds``: run every selected case once per ``random_state`` (the trainer's default is 42; it seeds the
+Optuna search, LightGBM and stratified splits), the seed named in the case label.
 
 Nothing is registered; figures are printed as a Markdown table and written as JSON.
 """
@@ -96,57 +99,72 @@ def main() -> None:
     )
     parser.add_argument("--n-jobs", type=int, default=None, help="LightGBM threads (default: the trainer's)")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="random_state values, each selected case once per seed (default: the trainer's, 42)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("/tmp/salesml-benchmark-leads.json"), help="JSON output"
     )
     args = parser.parse_args()
     fit = {"refit": args.refit, "recency_halflife": args.recency_halflife, "n_jobs": args.n_jobs}
     rows: list[dict] = []
-    if args.only in (None, "bank", "bank-time"):
-        label = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
-        rows += _run(label, "bank-marketing", args.trials, **fit)[0]
-    if args.only == "bank-no-period":
-        # Before the period context (contacts per earlier day, win rate of earlier days): the spec without
-        # period_columns, everything else the same.
-        spec = _spec_without("bank-marketing", [], keys=("period_columns",))
-        label = f"bank-marketing, later 20% held out, no period context, refit {args.refit or 'default'}"
-        rows += _run(label, str(spec), args.trials, **fit)[0]
-    if args.only in (None, "bank"):
-        rows += _run(
-            "bank-marketing, RANDOM stratified 20% (optimistic)",
-            "bank-marketing",
-            args.trials,
-            split="stratified",
-            **fit,
-        )[0]
-    if args.only == "bank-variants":
-        # Which features carry over time? The same split with the macro context (5 monthly indicators) or the
-        # calendar month left out of the spec.
-        for label, drop in (
-            (
-                "no macro context",
-                ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed"],
-            ),
-            (
-                "no macro context, no month",
-                ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed", "month"],
-            ),
-        ):
-            spec = _spec_without("bank-marketing", drop)
-            rows += _run(f"bank-marketing, later 20% held out, {label}", str(spec), args.trials, **fit)[0]
-    if args.only in (None, "xedu"):
-        shipped, training = _run(
-            "x-education, stratified 20%, flagged columns excluded", "x-education", args.trials, **fit
-        )
-        rows += shipped
-        rows += _run(
-            "x-education, stratified 20%, flagged columns KEPT (leaky)",
-            "x-education",
-            args.trials,
-            keep_despite_audit=training.audit.flagged,
-            **fit,
-        )[0]
-    if args.only in (None, "crm"):
-        rows += _run("crm deals, time order by engage date", "crm", args.trials, **fit)[0]
+    for seed in args.seeds or [None]:
+        if seed is not None:
+            fit["random_state"] = seed
+        start = len(rows)
+        if args.only in (None, "bank", "bank-time"):
+            label = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
+            rows += _run(label, "bank-marketing", args.trials, **fit)[0]
+        if args.only == "bank-no-period":
+            # Before the period context (contacts per earlier day, win rate of earlier days): the spec without
+            # period_columns, everything else the same.
+            spec = _spec_without("bank-marketing", [], keys=("period_columns",))
+            label = f"bank-marketing, later 20% held out, no period context, refit {args.refit or 'default'}"
+            rows += _run(label, str(spec), args.trials, **fit)[0]
+        if args.only in (None, "bank"):
+            rows += _run(
+                "bank-marketing, RANDOM stratified 20% (optimistic)",
+                "bank-marketing",
+                args.trials,
+                split="stratified",
+                **fit,
+            )[0]
+        if args.only == "bank-variants":
+            # Which features carry over time? The same split with the macro context (5 monthly indicators) or
+            # the calendar month left out of the spec.
+            for label, drop in (
+                (
+                    "no macro context",
+                    ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed"],
+                ),
+                (
+                    "no macro context, no month",
+                    ["emp_var_rate", "cons_price_idx", "cons_conf_idx", "euribor3m", "nr_employed", "month"],
+                ),
+            ):
+                spec = _spec_without("bank-marketing", drop)
+                rows += _run(f"bank-marketing, later 20% held out, {label}", str(spec), args.trials, **fit)[0]
+        if args.only in (None, "xedu"):
+            shipped, training = _run(
+                "x-education, stratified 20%, flagged columns excluded", "x-education", args.trials, **fit
+            )
+            rows += shipped
+            rows += _run(
+                "x-education, stratified 20%, flagged columns KEPT (leaky)",
+                "x-education",
+                args.trials,
+                keep_despite_audit=training.audit.flagged,
+                **fit,
+            )[0]
+        if args.only in (None, "crm"):
+            rows += _run("crm deals, time order by engage date", "crm", args.trials, **fit)[0]
+        if seed is not None:
+            for r in rows[start:]:
+                r["case"] += f", seed {seed}"
+                r["seed"] = seed
     header = ["case", "model", *COLS, "features", "seconds"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
@@ -160,6 +178,7 @@ def main() -> None:
         "refit": args.refit,
         "recency_halflife": args.recency_halflife,
         "n_jobs": args.n_jobs,
+        "seeds": args.seeds,
     }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     print(f"\nwrote {args.out}")
