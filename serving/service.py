@@ -11,6 +11,7 @@ the trained artifacts through ``training.forecast.serve_api``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -183,6 +184,17 @@ def _finite(value: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def _settle_heap() -> None:
+    """Collect once, then keep what is loaded (models, snapshot, libraries) out of later collections.
+
+    The loaded models and libraries are ~370,000 tracked objects (small synthetic champions); a full (generation
+    2) collection, triggered now and then by request garbage, walked all of them and stalled the worker ~230 ms
+    (the p99 of the one-customer load test). Frozen, a full collection costs well under a millisecond.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip().isdigit() and int(value) > 0 else default
@@ -209,6 +221,7 @@ class SalesML:
             logger.info(
                 "serving %s v%s (%s%s)", name, champ.version, champ.source, ", STALE" if champ.stale else ""
             )
+        _settle_heap()
 
     def __is_ready__(self) -> bool:
         return self.store.snapshot.ready
@@ -239,9 +252,10 @@ class SalesML:
         by_id: list[int] = []  # request positions scored from the snapshot
         rows: list[int] = []  # their snapshot rows
         sent: list[int] = []  # request positions scored from the features sent
+        known = set(scoring.features)
         for i, item in enumerate(customers):
             if item.features is not None:
-                unknown = sorted(set(item.features) - set(scoring.features))
+                unknown = sorted(set(item.features) - known)
                 if unknown:
                     results[i] = ItemError(
                         id=item.customer_id,
@@ -454,6 +468,8 @@ class SalesML:
     def reload(self) -> ReloadResponse:
         """Re-resolve the champions and swap them in at once; requests in flight finish on the old versions."""
         status = self.store.refresh().status()
+        gc.unfreeze()  # the replaced models become collectable
+        _settle_heap()
         return ReloadResponse(ready=status["ready"], models=status["models"])
 
     def models_info(self) -> list[dict[str, Any]]:
