@@ -76,6 +76,7 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     import shutil
 
     from features.churn_snapshot import read_churn_snapshot, snapshot_path
+    from training.churn import RANK_SUFFIX, RANKED_COLUMNS
     from training.classifier import load_scoring_model
 
     scoring = load_scoring_model(str(path))
@@ -101,6 +102,8 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         "positions": {cid: i for i, cid in reversed(list(enumerate(ids)))},
         "encoded": scoring.encode(snapshot),
         "revenue": pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float),
+        # rows sent with feature values get their within-cutoff ranks against these customers
+        "rank_reference": snapshot[[c for c in RANKED_COLUMNS if f"{c}{RANK_SUFFIX}" in scoring.features]],
     }
 
 
@@ -240,8 +243,12 @@ class SalesML:
         """Churn probability within H days, risk tier, top 3 reasons and revenue at risk, per customer.
 
         A customer is looked up by id in the feature snapshot at the last cutoff, or scored with the feature
-        values sent in ``features``. An unknown id gives an error entry for that item; the rest are scored.
+        values sent in ``features`` (a feature not sent is missing, except the ``*_rank_in_cutoff`` ranks, which
+        are computed against the snapshot's customers from the raw value sent). An unknown id gives an error
+        entry for that item; the rest are scored.
         """
+        from training.churn import fill_cutoff_ranks
+
         _check_batch(customers, "customers")
         champ = self._champion("churn_risk")
         bundle = champ.model
@@ -279,6 +286,8 @@ class SalesML:
             frame = pd.DataFrame(
                 [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
             )
+            # ranks among the cutoff's customers: a client cannot know them, the snapshot does
+            frame = fill_cutoff_ranks(frame, bundle["rank_reference"])
             for col in scoring.features:
                 if col not in frame.columns:
                     frame[col] = np.nan

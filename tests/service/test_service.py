@@ -62,6 +62,7 @@ def test_models_and_readiness(server: Server) -> None:
 
 def test_churn_by_id_and_by_features_matches_the_library(server: Server, library: Path) -> None:
     from features.churn_snapshot import read_churn_snapshot
+    from training.churn import fill_cutoff_ranks
     from training.classifier import load_scoring_model
 
     snapshot, meta = read_churn_snapshot("synthetic")
@@ -78,12 +79,16 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
         )
         for c in scoring.features
     }
+    # what a CRM can send: raw values only; the ranks among the cutoff's customers come from the snapshot
+    raw = {c: v for c, v in features.items() if not c.endswith("_rank_in_cutoff")}
+    assert len(raw) < len(features)  # the synthetic churn model uses rank features
     body = {
         "customers": [
             *[{"customer_id": i} for i in ids[:3]],
             {"customer_id": "NOT-A-CUSTOMER"},
             {"customer_id": "F-1", "features": features},
             *[{"customer_id": i} for i in ids[3:]],
+            {"customer_id": "F-2", "features": raw},
         ]
     }
     response = server.post("/churn/score", body)
@@ -101,6 +106,11 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
     assert [r["tier"] for r in got] == expected["band"].tolist()
     direct = scoring.predict(pd.DataFrame([features]))
     assert results[4]["probability"] == pytest.approx(float(direct["probability"].iloc[0]), rel=1e-9)
+    filled = fill_cutoff_ranks(pd.DataFrame([raw]), snapshot)
+    assert filled.filter(like="_rank_in_cutoff").notna().sum(axis=1).iloc[0] > 0
+    via_ranks = scoring.predict(filled.reindex(columns=scoring.features))
+    assert results[-1]["customer_id"] == "F-2"
+    assert results[-1]["probability"] == pytest.approx(float(via_ranks["probability"].iloc[0]), rel=1e-9)
     for r in got:
         assert r["model_name"] == "churn_risk" and r["model_version"] == "1"
         assert r["data_cutoff"] == meta["cutoff"]
