@@ -283,7 +283,9 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
             "order_rate_per_day": lam * rel_rate,
             "churn_hazard_per_day": hazard,
             # Lifetimes far past the data can overflow a Timestamp: only churned customers get a date.
-            "churned_at": (start + pd.to_timedelta(np.where(churned, np.floor(churn_offset), 0), unit="D")).where(churned),
+            "churned_at": (
+                start + pd.to_timedelta(np.where(churned, np.floor(churn_offset), 0), unit="D")
+            ).where(churned),
         }
     )
     truth_leads = pd.DataFrame({"lead_id": lead_ids, "true_probability": p_convert})

@@ -51,7 +51,9 @@ def test_quirks_are_handled_by_the_spec(shared_data: Path) -> None:
     assert "unnamed_37" not in xed.columns and len(xed.columns) == 37
     assert not (xed["specialization"] == "Select").any()  # "Select" means missing
     crm = load_dataset("crm")
-    assert set(crm.tables["deals"]["product"]) <= set(crm.tables["products"]["product"])  # GTXPro quirk mapped
+    assert set(crm.tables["deals"]["product"]) <= set(
+        crm.tables["products"]["product"]
+    )  # GTXPro quirk mapped
     cdnow = load_dataset("cdnow").tables["purchases"]
     assert cdnow["customer_id"].iloc[0] == "00001" and cdnow["customer_id"].nunique() == 23_570
     bank = load_dataset("bank-marketing").tables["contacts"]
@@ -73,23 +75,40 @@ def _break_csv(path: Path, mutate) -> None:
 
 BREAKAGES = {
     "missing column": (
-        "walmart_store_sales", "train.csv.gz", lambda f: f.drop(columns=["Weekly_Sales"]),
+        "walmart_store_sales",
+        "train.csv.gz",
+        lambda f: f.drop(columns=["Weekly_Sales"]),
         ["table 'sales'", "column 'amount'", "'Weekly_Sales'", "required column missing"],
     ),
     "amount not a number": (
-        "walmart_store_sales", "train.csv.gz", lambda f: f.assign(Weekly_Sales=f["Weekly_Sales"].where(f.index % 1000 != 7, "12,5oo")),
+        "walmart_store_sales",
+        "train.csv.gz",
+        lambda f: f.assign(Weekly_Sales=f["Weekly_Sales"].where(f.index % 1000 != 7, "12,5oo")),
         ["table 'sales'", "column 'amount'", "not a number", "[422 row(s)]", "12,5oo"],
     ),
     "date does not parse": (
-        "crm_sales_opportunities", "sales_pipeline.csv", lambda f: f.assign(engage_date=f["engage_date"].where(f.index != 3, "2017-13-45")),
-        ["table 'deals'", "column 'created_at'", "'engage_date'", "date not parseable", "[1 row(s)]", "2017-13-45"],
+        "crm_sales_opportunities",
+        "sales_pipeline.csv",
+        lambda f: f.assign(engage_date=f["engage_date"].where(f.index != 3, "2017-13-45")),
+        [
+            "table 'deals'",
+            "column 'created_at'",
+            "'engage_date'",
+            "date not parseable",
+            "[1 row(s)]",
+            "2017-13-45",
+        ],
     ),
     "unknown outcome": (
-        "crm_sales_opportunities", "sales_pipeline.csv", lambda f: f.assign(deal_stage=f["deal_stage"].where(f.index != 5, "Maybe")),
+        "crm_sales_opportunities",
+        "sales_pipeline.csv",
+        lambda f: f.assign(deal_stage=f["deal_stage"].where(f.index != 5, "Maybe")),
         ["table 'deals'", "column 'outcome'", "unknown outcome value(s) ['Maybe']"],
     ),
     "duplicate key": (
-        "walmart_store_sales", "stores.csv", lambda f: pd.concat([f, f.iloc[[0]]]),
+        "walmart_store_sales",
+        "stores.csv",
+        lambda f: pd.concat([f, f.iloc[[0]]]),
         ["table 'stores'", "duplicate key ['store']", "[2 row(s)]"],
     ),
 }
@@ -117,10 +136,13 @@ def test_broken_copy_exits_2_names_table_and_column_and_leaves_files_alone(
 def test_validation_error_lists_every_problem_at_once(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "data"
     copy = copy_dataset(shared_data / "crm_sales_opportunities", root)
-    _break_csv(copy / "sales_pipeline.csv", lambda f: f.assign(
-        close_value=f["close_value"].where(f.index != 0, "lots"),
-        close_date=f["close_date"].where(f.index != 1, "yesterday"),
-    ))
+    _break_csv(
+        copy / "sales_pipeline.csv",
+        lambda f: f.assign(
+            close_value=f["close_value"].where(f.index != 0, "lots"),
+            close_date=f["close_date"].where(f.index != 1, "yesterday"),
+        ),
+    )
     with pytest.raises(DataValidationError) as err:
         load_dataset("crm", root=root)
     rules = {(v.table, v.column, v.rule.split(" ")[0]) for v in err.value.violations}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -52,12 +51,17 @@ def _to_sql_spec(name: str, schema: str, tmp_path: Path, *, query_table: str | N
     return path
 
 
-def test_crm_from_postgres_equals_crm_from_files(shared_data: Path, pg_schema, tmp_path: Path, monkeypatch) -> None:
+def test_crm_from_postgres_equals_crm_from_files(
+    shared_data: Path, pg_schema, tmp_path: Path, monkeypatch
+) -> None:
     engine, schema, url = pg_schema
     folder = shared_data / "crm_sales_opportunities"
     for csv in ("sales_pipeline", "accounts", "products", "sales_teams"):
         # Load the public file into the database as a DBA would: typed columns, dates as DATE.
-        frame = pd.read_csv(folder / f"{csv}.csv", parse_dates=[c for c in ("engage_date", "close_date") if csv == "sales_pipeline"])
+        frame = pd.read_csv(
+            folder / f"{csv}.csv",
+            parse_dates=[c for c in ("engage_date", "close_date") if csv == "sales_pipeline"],
+        )
         frame.to_sql(csv, engine, schema=schema, index=False)
     monkeypatch.setenv("SALESML_TEST_PG_URL", url)
     from_files = load_dataset("crm")

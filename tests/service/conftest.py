@@ -71,9 +71,9 @@ def start_server(
         if proc.poll() is not None:
             raise RuntimeError(f"salesml serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(server.url + "/healthz", timeout=2).status_code == 200:
-                if httpx.get(server.url + "/readyz", timeout=5).status_code == 200:
-                    return server
+            up = httpx.get(server.url + "/healthz", timeout=2).status_code == 200
+            if up and httpx.get(server.url + "/readyz", timeout=5).status_code == 200:
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(1)
