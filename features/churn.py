@@ -211,7 +211,13 @@ def _days(values: pd.Series | np.ndarray | Sequence[pd.Timestamp]) -> np.ndarray
 
 @dataclass(frozen=True)
 class _History:
-    """Purchase days of one partition, sorted by (customer code, day), with prefix sums for window queries."""
+    """Purchase days of one partition, sorted by (customer code, day), with prefix sums for window queries.
+
+    The prefix sums restart at each customer (``cum_*[i]`` = the customer's total from its first purchase day
+    through day ``i``), so a window sum at a cutoff adds exactly the customer's own days up to the cutoff, in the
+    same order, whatever happens later or to other customers: a global running sum would carry their later
+    amounts in its rounding, and ranks of equal totals would then depend on events after the cutoff.
+    """
 
     ids: pd.Index  # customer id per code
     code: np.ndarray  # per purchase day
@@ -220,10 +226,10 @@ class _History:
     origin: int
     shift: int
     start: np.ndarray  # first purchase-day index of each code
-    cum_amount: np.ndarray  # len + 1
+    cum_amount: np.ndarray  # per-customer running sums, one per purchase day (see :meth:`window`)
     cum_lines: np.ndarray
     cum_quantity: np.ndarray | None
-    cum_gap_sq: np.ndarray  # squared gaps to the previous purchase day of the same customer, prefix sums
+    cum_gap_sq: np.ndarray  # squared gaps to the previous purchase day of the same customer
     gap: np.ndarray
     row_code: np.ndarray  # customer code of each transaction row
     row_day: np.ndarray  # day of each transaction row
@@ -248,7 +254,7 @@ class _History:
         gap[start[start < len(gap)]] = 0.0
 
         def cum(a: np.ndarray) -> np.ndarray:
-            return np.concatenate([[0.0], np.cumsum(a)])
+            return pd.Series(a, dtype=float).groupby(code, sort=False).cumsum().to_numpy()
 
         return cls(
             ids=pd.Index(ids),
@@ -266,6 +272,12 @@ class _History:
             row_code=codes.astype(np.int64),
             row_day=day,
         )
+
+    def window(self, cum: np.ndarray, s: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Sum over purchase days ``lo .. hi - 1`` of customers whose first day index is ``s`` (``s <= lo <= hi``)."""
+        upper = np.where(hi > s, cum[np.maximum(hi - 1, 0)], 0.0) if len(cum) else np.zeros(len(hi))
+        lower = np.where(lo > s, cum[np.maximum(lo - 1, 0)], 0.0) if len(cum) else np.zeros(len(lo))
+        return upper - lower
 
     def upto(self, code: np.ndarray, day: np.ndarray) -> np.ndarray:
         """Index one past the last purchase day of ``code`` at or before ``day``."""
@@ -352,23 +364,23 @@ def _features(
         "recency_days": (t - last).astype(float),
         "tenure_days": (t - first).astype(float),
         "purchases_total": n,
-        "revenue_total": hist.cum_amount[hi] - hist.cum_amount[s],
+        "revenue_total": hist.window(hist.cum_amount, s, s, hi),
     }
     lo_w: dict[int, np.ndarray] = {}
     for w in windows:
         lo_w[w] = hist.upto(code, t - w)
         out[f"purchases_{w}d"] = (hi - lo_w[w]).astype(float)
-        out[f"revenue_{w}d"] = hist.cum_amount[hi] - hist.cum_amount[lo_w[w]]
+        out[f"revenue_{w}d"] = hist.window(hist.cum_amount, s, lo_w[w], hi)
     prev90 = (lo_w[90] - lo_w[180]).astype(float)
     if horizon_days is not None and horizon_days < 365:
         out["purchases_same_window_last_year"] = (hist.upto(code, t - 365 + horizon_days) - lo_w[365]).astype(
             float
         )
-    prev90_rev = hist.cum_amount[lo_w[90]] - hist.cum_amount[lo_w[180]]
+    prev90_rev = hist.window(hist.cum_amount, s, lo_w[180], lo_w[90])
     with np.errstate(divide="ignore", invalid="ignore"):
         multi = n >= 2
         mean_gap = np.where(multi, (last - first) / np.maximum(n - 1, 1), np.nan)
-        sq = hist.cum_gap_sq[hi] - hist.cum_gap_sq[s]
+        sq = hist.window(hist.cum_gap_sq, s, s, hi)
         var = np.where(multi, sq / np.maximum(n - 1, 1) - mean_gap**2, np.nan)
         std_gap = np.sqrt(np.clip(var, 0, None))
         out["mean_gap_days"] = mean_gap
@@ -386,9 +398,9 @@ def _features(
             np.clip(prev90_rev, 0, None)
         )
         out["avg_purchase_value"] = out["revenue_total"] / n
-        out["lines_per_purchase"] = (hist.cum_lines[hi] - hist.cum_lines[s]) / n
+        out["lines_per_purchase"] = hist.window(hist.cum_lines, s, s, hi) / n
         if hist.cum_quantity is not None:
-            out["quantity_per_purchase"] = (hist.cum_quantity[hi] - hist.cum_quantity[s]) / n
+            out["quantity_per_purchase"] = hist.window(hist.cum_quantity, s, s, hi) / n
     for col in breadth:
         if col in transactions.columns:
             out[f"distinct_{col}"] = _distinct_upto(transactions[col].to_numpy(), hist, code, t)
