@@ -95,12 +95,14 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         if "revenue_12m" in snapshot.columns
         else pd.Series(np.nan, index=snapshot.index)
     )
+    encoded = scoring.encode(snapshot)
     return {
         "scoring": scoring,
         "snapshot_meta": snap_meta,
-        # Typed and indexed once here, not per request: id -> row, the model's input rows, revenue.
+        # Done once here, not per request: id -> row, and the scores of every snapshot customer (the model and
+        # the snapshot only change together, on a reload), so a request by id is a look-up of model output.
         "positions": {cid: i for i, cid in reversed(list(enumerate(ids)))},
-        "encoded": scoring.encode(snapshot),
+        "scored": scoring.score(encoded) if len(snapshot) else None,
         "revenue": pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float),
         # rows sent with feature values get their within-cutoff ranks against these customers
         "rank_reference": snapshot[[c for c in RANKED_COLUMNS if f"{c}{RANK_SUFFIX}" in scoring.features]],
@@ -281,7 +283,8 @@ class SalesML:
                 )
         parts = []
         if by_id:
-            parts.append((by_id, bundle["encoded"].take(rows), bundle["revenue"][rows]))
+            scored = {k: v[rows] for k, v in bundle["scored"].items()}
+            parts.append((by_id, scored, bundle["revenue"][rows]))
         if sent:
             frame = pd.DataFrame(
                 [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
@@ -300,15 +303,15 @@ class SalesML:
                 if "revenue_12m" in frame.columns
                 else pd.Series(np.nan, index=frame.index)
             )
-            parts.append((sent, encoded, pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float)))
+            revenue = pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float)
+            parts.append((sent, scoring.score(encoded), revenue))
         common = {
             "horizon_days": horizon,
             "model_name": champ.name,
             "model_version": champ.version,
             "data_cutoff": cutoff,
         }
-        for items, encoded, revenue in parts:
-            pred = scoring.score(encoded)
+        for items, pred, revenue in parts:
             prob = pred["probability"].astype(float).tolist()
             tier = [str(t) for t in pred["band"]]
             at_risk = (pred["probability"] * revenue).tolist()
