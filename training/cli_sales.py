@@ -32,16 +32,10 @@ _Fast = Annotated[
 
 
 def _config(fast: bool):  # noqa: ANN202 - ForecastConfig | None, imported lazily for a quick --help
-    """The default config, or with ``--fast`` a smoke-run variant of it (fewer windows, models and trees)."""
-    from dataclasses import replace
-
+    """The default config (``None``), or with ``--fast`` ``ForecastConfig.fast()``."""
     from training.forecast.config import ForecastConfig
 
-    if not fast:
-        return None
-    base = ForecastConfig()
-    trees = {**base.lgbm_params, "n_estimators": 150, "learning_rate": 0.1}
-    return replace(base, n_windows=2, reconcilers=("BottomUp",), combine=False, lgbm_params=trees)
+    return ForecastConfig.fast() if fast else None
 
 
 def _table(frame: pd.DataFrame, title: str) -> Table:

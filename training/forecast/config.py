@@ -71,6 +71,17 @@ class ForecastConfig:
     combine_weight: float | None = None
     combine_grid: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
+    @classmethod
+    def fast(cls) -> ForecastConfig:
+        """A smoke-run variant of the default: 2 windows, bottom-up only, no blend, 150 trees at rate 0.1.
+
+        What ``salesml train sales --fast``, notebook 01 with ``fast = True`` and the test session run; its
+        params differ from the default's, so the promotion gate never compares a fast run with a full one.
+        """
+        base = cls()
+        trees = {**base.lgbm_params, "n_estimators": 150, "learning_rate": 0.1}
+        return cls(n_windows=2, reconcilers=("BottomUp",), combine=False, lgbm_params=trees)
+
     def candidates(self) -> tuple[str, ...]:
         """Base models whose reconciled versions compete to be chosen."""
         return (LGBM, COMBINED) if self.combine else (LGBM,)
