@@ -76,7 +76,7 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     import shutil
 
     from features.churn_snapshot import read_churn_snapshot, snapshot_path
-    from training.churn import RANK_SUFFIX, RANKED_COLUMNS
+    from training.churn import RANK_SUFFIX, RANKED_COLUMNS, cutoff_rank_reference
     from training.classifier import load_scoring_model
 
     scoring = load_scoring_model(str(path))
@@ -105,7 +105,9 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         "scored": scoring.score(encoded) if len(snapshot) else None,
         "revenue": pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float),
         # rows sent with feature values get their within-cutoff ranks against these customers
-        "rank_reference": snapshot[[c for c in RANKED_COLUMNS if f"{c}{RANK_SUFFIX}" in scoring.features]],
+        "rank_reference": cutoff_rank_reference(
+            snapshot[[c for c in RANKED_COLUMNS if f"{c}{RANK_SUFFIX}" in scoring.features]]
+        ),
     }
 
 

@@ -24,6 +24,7 @@ ahead; the final model is refitted on train + calibration cutoffs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "SlicePlan",
     "churn_classifier_data",
     "churn_output",
+    "cutoff_rank_reference",
     "fill_cutoff_ranks",
     "load_churn_model",
     "log_churn_training",
@@ -136,7 +138,22 @@ def with_cutoff_ranks(churn_set: ChurnSet) -> ChurnSet:
     return replace(churn_set, frame=frame, numeric=numeric)
 
 
-def fill_cutoff_ranks(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+def cutoff_rank_reference(reference: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The sorted known values of each ranked column of ``reference`` (the snapshot at the cutoff).
+
+    What :func:`fill_cutoff_ranks` ranks against; computed once by a caller that fills ranks for many requests
+    against the same snapshot (the service, at load), instead of sorting the snapshot per request.
+    """
+    return {
+        col: np.sort(pd.to_numeric(reference[col], errors="coerce").dropna().to_numpy(dtype=float))
+        for col in RANKED_COLUMNS
+        if col in reference.columns
+    }
+
+
+def fill_cutoff_ranks(
+    frame: pd.DataFrame, reference: pd.DataFrame | Mapping[str, np.ndarray]
+) -> pd.DataFrame:
     """Rank columns a caller could not compute, filled against the customers of the same cutoff.
 
     A client scoring a customer by its feature values knows its ``recency_days`` but not where that lies among
@@ -147,18 +164,19 @@ def fill_cutoff_ranks(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
 
     Args:
         frame: rows of feature values (one customer each).
-        reference: the snapshot the model scores at (every active customer at the cutoff).
+        reference: the snapshot the model scores at (every active customer at the cutoff), or its
+            :func:`cutoff_rank_reference`.
 
     Returns:
         A copy of ``frame`` with the rank columns filled where possible.
     """
+    known_by_col = cutoff_rank_reference(reference) if isinstance(reference, pd.DataFrame) else reference
     out = frame.copy()
-    for col in RANKED_COLUMNS:
+    for col, known in known_by_col.items():
         name = f"{col}{RANK_SUFFIX}"
-        if col not in out.columns or col not in reference.columns:
+        if col not in out.columns:
             continue
         values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
-        known = np.sort(pd.to_numeric(reference[col], errors="coerce").dropna().to_numpy(dtype=float))
         below = np.searchsorted(known, values, side="left")
         at_or_below = np.searchsorted(known, values, side="right")
         # the row itself joins the ties: positions below+1 .. at_or_below+1, averaged; n + 1 rows in all

@@ -97,12 +97,14 @@ def test_events_after_the_cutoff_change_no_rank_at_the_cutoff(
 )
 def test_ranks_filled_for_sent_features_match_joining_the_cutoff(reference: list[int], value: int) -> None:
     # A client sends raw values only: its rank is the one the row would get as one more customer at the cutoff.
-    from training.churn import fill_cutoff_ranks
+    from training.churn import cutoff_rank_reference, fill_cutoff_ranks
 
     snapshot = pd.DataFrame({c: np.asarray(reference, dtype=float) for c in RANKED_COLUMNS})
     snapshot[CUTOFF] = END
     sent = pd.DataFrame({c: [float(value)] for c in RANKED_COLUMNS})
     filled = fill_cutoff_ranks(sent, snapshot)
+    # the service's form: the snapshot's sorted values computed once, ranked against per request
+    pd.testing.assert_frame_equal(fill_cutoff_ranks(sent, cutoff_rank_reference(snapshot)), filled)
 
     joined = pd.concat([snapshot, sent.assign(**{CUTOFF: END})], ignore_index=True)
     churn_set = ChurnSet(
