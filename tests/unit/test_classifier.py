@@ -33,16 +33,16 @@ def panel(n: int = 6000, seed: int = 0) -> pd.DataFrame:
 
 
 def data_for(frame: pd.DataFrame, **kw) -> ClassifierData:
-    return ClassifierData(
-        frame=frame,
-        id_col="entity",
-        time_col="cutoff",
-        label_col="label",
-        numeric=["x1", "x2", "x3"],
-        categorical=["segment"],
-        rule_baselines={"x1_rule": "x1"},
-        **kw,
-    )
+    """The panel's ClassifierData; keyword arguments replace the defaults (e.g. ``categorical``)."""
+    fields = {
+        "id_col": "entity",
+        "time_col": "cutoff",
+        "label_col": "label",
+        "numeric": ["x1", "x2", "x3"],
+        "categorical": ["segment"],
+        "rule_baselines": {"x1_rule": "x1"},
+    }
+    return ClassifierData(frame=frame, **{**fields, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -215,15 +215,7 @@ def test_categorical_rule_baseline_scores_the_train_rate_of_the_level() -> None:
     # A level that only occurs after the train slice: it must get the train base rate.
     late = frame["cutoff"] >= frame["cutoff"].sort_values().iloc[int(0.9 * len(frame))]
     frame.loc[late & (frame["x2"] > 1.0), "segment"] = "new"
-    data = ClassifierData(
-        frame=frame,
-        id_col="entity",
-        time_col="cutoff",
-        label_col="label",
-        numeric=["x1", "x2", "x3"],
-        categorical=["segment"],
-        rule_baselines={"segment_rule": "segment", "x1_rule": "x1"},
-    )
+    data = data_for(frame, rule_baselines={"segment_rule": "segment", "x1_rule": "x1"})
     result = train_classifier(data, FAST)
     fitted = result.baselines["segment_rule"]
     assert fitted["kind"] == "categorical"
@@ -286,14 +278,7 @@ def mixed_model():
     frame.loc[frame.index[:3], "region"] = "rare"  # below ToCategory's min_frequency: not a category
     frame.loc[frame.index[::9], "region"] = None
     frame.loc[frame.index[::6], "x2"] = np.nan
-    data = ClassifierData(
-        frame=frame,
-        id_col="entity",
-        time_col="cutoff",
-        label_col="label",
-        numeric=["x1", "x2", "x3"],
-        categorical=["segment", "region"],
-    )
+    data = data_for(frame, categorical=["segment", "region"], rule_baselines={})
     model = train_classifier(data, FAST).model
     assert model.pipeline.named_steps["prepare"].named_transformers_["cat"].categories_["region"] == [
         "east",
