@@ -20,6 +20,7 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, Field
 
+from serving import timeout
 from serving.edge import ClientErrorLogFilter, EdgeMiddleware
 from serving.schemas import (
     ChurnResult,
@@ -205,6 +206,9 @@ def _settle_heap() -> None:
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip().isdigit() and int(value) > 0 else default
+
+
+timeout.install()  # before the worker builds its app: no request timer outlives its request
 
 
 # Worker processes and request threads per worker: `salesml serve --workers N --threads M` sets these (BentoML 1.4
