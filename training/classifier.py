@@ -26,6 +26,7 @@ with its evaluation key and metrics, and (optionally) applies the shared promoti
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -445,8 +446,14 @@ _PARALLEL_ROWS = 256
 
 
 def _threads(n_rows: int) -> int:
-    """LightGBM ``num_threads`` for a prediction of ``n_rows`` (0 = LightGBM's default, every core)."""
-    return 1 if n_rows < _PARALLEL_ROWS else 0
+    """LightGBM ``num_threads`` for a prediction of ``n_rows``: one thread for small batches, else the cores
+    divided among the service's worker processes (``SALESML_SERVE_WORKERS``, set by ``salesml serve
+    --workers``; 1 outside the service), so that two workers do not each start a thread per core."""
+    if n_rows < _PARALLEL_ROWS:
+        return 1
+    workers = os.environ.get("SALESML_SERVE_WORKERS", "1")
+    share = max(1, int(workers)) if workers.strip().isdigit() else 1
+    return max(1, (os.cpu_count() or 1) // share)
 
 
 @dataclass(frozen=True)

@@ -364,3 +364,16 @@ def test_search_gap_fits_the_search_on_older_train_rows_only() -> None:
     assert first == last == widest.slices["train"].split(" .. ")[0]
     with pytest.raises(SalesmlError, match="search_gap must be positive"):
         train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "search_gap": 0.0}))
+
+
+def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.classifier import _PARALLEL_ROWS, _threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("SALESML_SERVE_WORKERS", raising=False)
+    assert _threads(_PARALLEL_ROWS - 1) == 1  # small batches: one thread
+    assert _threads(_PARALLEL_ROWS) == 8
+    monkeypatch.setenv("SALESML_SERVE_WORKERS", "2")
+    assert _threads(10_000) == 4
+    monkeypatch.setenv("SALESML_SERVE_WORKERS", "16")
+    assert _threads(10_000) == 1
