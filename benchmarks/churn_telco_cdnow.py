@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument(
         "--refit", choices=["train", "train+calibration"], default=None, help="default: train_churn's"
     )
+    parser.add_argument(
+        "--no-blend",
+        action="store_true",
+        help="LightGBM alone (no LightGBM + logistic blend chosen on calibration)",
+    )
     args = parser.parse_args()
     pd.set_option("display.width", 160)
     for name in args.datasets:
@@ -56,6 +61,7 @@ def main() -> None:
             cutoff_ranks=not args.no_ranks,
             refit=args.refit,
             forward_search=not args.no_forward_search,
+            blend=not args.no_blend,
         )
         seconds = time.perf_counter() - t0
         result = training.result
@@ -66,6 +72,7 @@ def main() -> None:
         print(
             f"refit {result.config.refit}; calibration {result.calibration_report}; best {result.best_params}"
         )
+        print(f"blend: {result.blend}")
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
         print("top factors:", ", ".join(result.importance["feature"].head(10)))
         m = result.metrics

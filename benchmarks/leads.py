@@ -50,7 +50,8 @@ def _run(label: str, dataset: str, trials: int, **kwargs) -> tuple[list[dict], o
             {k: training.result.slices.get(k) for k in ("split", "train", "test")}, default=str
         )
     bands = training.result.bands_test
-    print(f"\n{label}: grades on the test slice\n{bands.to_string(index=False)}")
+    print(f"\n{label}: blend {training.result.blend}")
+    print(f"{label}: grades on the test slice\n{bands.to_string(index=False)}")
     return rows, training
 
 
@@ -106,10 +107,20 @@ def main() -> None:
         help="random_state values, each selected case once per seed (default: the trainer's, 42)",
     )
     parser.add_argument(
+        "--no-blend",
+        action="store_true",
+        help="LightGBM alone (no LightGBM + logistic blend chosen on calibration)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path("/tmp/salesml-benchmark-leads.json"), help="JSON output"
     )
     args = parser.parse_args()
-    fit = {"refit": args.refit, "recency_halflife": args.recency_halflife, "n_jobs": args.n_jobs}
+    fit = {
+        "refit": args.refit,
+        "recency_halflife": args.recency_halflife,
+        "n_jobs": args.n_jobs,
+        "blend": not args.no_blend,
+    }
     rows: list[dict] = []
     for seed in args.seeds or [None]:
         if seed is not None:

@@ -121,6 +121,11 @@ def build_card(name: str, version: str) -> str:
             f"- method: {params['calibration']}",
             f"- ECE (10 bins, test): {metrics.get('ece', float('nan')):.4f}",
         ]
+        if "blend_lightgbm_share" in params:
+            lines.append(
+                f"- score: LightGBM share {params['blend_lightgbm_share']} of the log-odds, the rest logistic"
+                " regression (chosen on the calibration slice)"
+            )
     if "bands_test.csv" in tables:
         lines += ["", "## Bands on the test slice", _md_table(tables["bands_test.csv"])]
     audit = next((v for k, v in tables.items() if "audit" in k), None)

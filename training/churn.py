@@ -295,6 +295,7 @@ def train_churn(
     refit: str | None = None,
     forward_search: bool = True,
     n_jobs: int | None = None,
+    blend: bool = True,
 ) -> ChurnTraining:
     """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots).
 
@@ -305,7 +306,9 @@ def train_churn(
     tiers stay chosen out of sample) and ``train`` for snapshots (no drift to follow). ``forward_search``
     (transaction data): the trainer's ``search_gap`` is the distance from the last fitted cutoff to the test
     cutoff, so hyperparameters are chosen for how well they rank that far ahead (a cohort ages between the
-    fitted cutoffs and the scored one; see :class:`~training.classifier.TrainConfig`).
+    fitted cutoffs and the scored one; see :class:`~training.classifier.TrainConfig`). ``blend``: let the trainer
+    choose a LightGBM + logistic regression blend on the calibration slice (``TrainConfig.blend_shares``);
+    ``False``: LightGBM alone.
     """
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of)
     if bgnbd:
@@ -322,6 +325,7 @@ def train_churn(
         band_labels=TIERS,
         **({} if n_jobs is None else {"n_jobs": n_jobs}),  # None: TrainConfig's default
         refit=refit or ("train+calibration" if timed else "train"),  # type: ignore[arg-type]
+        **({} if blend else {"blend_shares": (1.0,)}),
     )
     if churn_set.kind != "transactions":
         return ChurnTraining(churn_set, data, train_classifier(data, config), "none (snapshot, stratified)")

@@ -51,6 +51,7 @@ from training.metrics import band_table, classification_metrics, reliability_tab
 __all__ = [
     "ClassifierData",
     "EncodedRows",
+    "LinearPart",
     "ScoringModel",
     "TrainConfig",
     "TrainedClassifier",
@@ -126,6 +127,15 @@ class TrainConfig:
     that far ahead instead of ones that only fit the next slice (on drifting data, more complex trees win the
     one-step validation and lose further ahead). Only the search is affected: the final model, the calibrator
     and the baselines use the slices as without it. ``None``: the search fits on the whole train slice.
+
+    ``blend_shares``: candidate shares ``w`` of LightGBM in the final score's log-odds, ``w * LightGBM + (1 - w) *
+    logistic regression`` (the logistic baseline's pipeline, fitted on the same rows as the model). The share is
+    chosen by ROC AUC on the calibration slice from the train-only fits (ties go to the larger share), before
+    the calibrator, which is then fitted on the blend's calibration-slice scores. Only when the calibration
+    slice can tell (at least ``blend_min_rows`` rows and 20 of each class); otherwise, or with ``(1.0,)``,
+    LightGBM alone. The reasons blend the same way: LightGBM's per-feature contributions (TreeSHAP) and the
+    logistic model's (coefficient x input centred on the fitted rows, summed over a feature's columns), so they
+    still add up to the score's log-odds.
     """
 
     split: Literal["time", "stratified"] = "time"
@@ -139,6 +149,8 @@ class TrainConfig:
     refit: Literal["train", "train+calibration"] = "train"
     recency_halflife: float | None = None
     search_gap: float | None = None
+    blend_shares: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
+    blend_min_rows: int = 200
 
 
 def _default_shares(n: int) -> tuple[float, ...]:
@@ -255,8 +267,50 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+class LinearPart:
+    """A fitted :func:`_logistic_pipeline` as per-feature log-odds contributions that add up to its log-odds.
+
+    A feature's contribution is the sum over its columns after the pipeline's preparation (the scaled value and
+    its missing indicator; one column per category) of coefficient x (column - its mean over the fitted rows):
+    ``base + sum(contributions) = intercept + coef . columns``.
+    """
+
+    def __init__(self, pipeline: Pipeline, numeric: list[str], categorical: list[str], X_fit: pd.DataFrame):
+        prepare, lr = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
+        features = [*numeric, *categorical]
+        names = prepare.get_feature_names_out()
+        self.assign = np.zeros((len(names), len(features)))
+        for i, name in enumerate(names):
+            block, _, column = str(name).partition("__")
+            if block == "num":
+                feature = column if column in numeric else column.removeprefix("missingindicator_")
+            else:  # one-hot columns are named <feature>_<category>; the longest matching feature name wins
+                feature = max((c for c in categorical if column.startswith(f"{c}_")), key=len, default="")
+            if feature not in features:
+                raise SalesmlError(f"logistic pipeline column {name!r} maps to no feature of {features}")
+            self.assign[i, features.index(feature)] = 1.0
+        self.pipeline = pipeline
+        self.coef = np.asarray(lr.coef_[0], dtype=float)
+        self.center = np.asarray(prepare.transform(X_fit), dtype=float).mean(axis=0)
+        self.base = float(lr.intercept_[0] + self.center @ self.coef)
+
+    def margin_and_contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Log-odds (rows) and per-feature contributions (rows x features) for prepared rows ``X``."""
+        Z = np.asarray(self.pipeline.named_steps["prepare"].transform(X), dtype=float)
+        C = (Z - self.center) * self.coef
+        return self.base + C.sum(axis=1), C @ self.assign
+
+
 class ScoringModel:
-    """A fitted, calibrated classifier with bands and per-row reasons; what the pyfunc wraps."""
+    """A fitted, calibrated classifier with bands and per-row reasons; what the pyfunc wraps.
+
+    With a ``linear`` part the uncalibrated score is ``sigmoid(lgbm_share * LightGBM log-odds + (1 - lgbm_share)
+    * logistic log-odds)`` and the reasons blend both models' contributions the same way (see
+    ``TrainConfig.blend_shares``).
+    """
+
+    linear: LinearPart | None = None  # class defaults: models pickled before the blend load as LightGBM alone
+    lgbm_share: float = 1.0
 
     def __init__(
         self,
@@ -267,6 +321,8 @@ class ScoringModel:
         band_labels: tuple[str, ...],
         band_thresholds: list[float],
         n_reasons: int = 3,
+        linear: LinearPart | None = None,
+        lgbm_share: float = 1.0,
     ):
         self.pipeline = pipeline
         self.calibrator = calibrator
@@ -275,6 +331,10 @@ class ScoringModel:
         self.band_labels = tuple(band_labels)
         self.band_thresholds = list(band_thresholds)
         self.n_reasons = n_reasons
+        if not 0.0 <= lgbm_share <= 1.0 or (linear is None and lgbm_share != 1.0):
+            raise SalesmlError(f"lgbm_share must be in [0, 1] (1 without a linear part), got {lgbm_share}")
+        self.linear = linear
+        self.lgbm_share = float(lgbm_share)
 
     @property
     def features(self) -> list[str]:
@@ -353,21 +413,43 @@ class ScoringModel:
 
     def _raw_and_contrib(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated probabilities and per-feature contributions (no bias column) from one encoding."""
+        raw, contrib = self._tree_parts(enc)
+        return raw, contrib[:, :-1]
+
+    def _tree_parts(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
+        """LightGBM's probabilities and its contributions with the bias column (they add up to its log-odds)."""
         if enc.matrix is None:
             X = enc.prepared
             raw = self.pipeline.predict_proba(X)[:, 1]
             Xt = self.pipeline.named_steps["prepare"].transform(X)
-            contrib = self.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)
-            return raw, contrib[:, :-1]
+            return raw, self.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)
         booster, threads = self._lean().booster, _threads(len(enc))  # type: ignore[union-attr]
         raw = booster.predict(enc.matrix, num_threads=threads)
-        contrib = booster.predict(enc.matrix, pred_contrib=True, num_threads=threads)
-        return raw, contrib[:, :-1]
+        return raw, booster.predict(enc.matrix, pred_contrib=True, num_threads=threads)
+
+    def _blended(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_raw_and_contrib` of the LightGBM + logistic blend (or of LightGBM alone without a linear part)."""
+        if self.linear is None:
+            return self._raw_and_contrib(enc)
+        _, tree = self._tree_parts(enc)
+        w = self.lgbm_share
+        frame = enc.prepared if enc.prepared is not None else self._frame(enc)
+        m_lin, c_lin = self.linear.margin_and_contributions(frame)
+        margin = w * tree.sum(axis=1) + (1.0 - w) * m_lin  # LightGBM's log-odds: contributions + bias
+        return 1.0 / (1.0 + np.exp(-margin)), w * tree[:, :-1] + (1.0 - w) * c_lin
+
+    def _frame(self, enc: EncodedRows) -> pd.DataFrame:
+        """The prepared frame (as :meth:`prepare` gives it) rebuilt from encoded rows, for the linear part."""
+        data = {c: enc.numbers[:, j] for j, c in enumerate(self.numeric)}
+        data.update({c: enc.texts[:, j] for j, c in enumerate(self.categorical)})
+        return pd.DataFrame(data, columns=self.features)
 
     # -- public API ---------------------------------------------------------------------------------------
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         enc = self.encode(frame)
+        if self.linear is not None:
+            return self.calibrator.transform(self._blended(enc)[0])
         if enc.matrix is None:
             raw = self.pipeline.predict_proba(enc.prepared)[:, 1]
         else:
@@ -384,7 +466,9 @@ class ScoringModel:
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Signed per-feature contributions (log-odds of the uncalibrated model), one column per feature."""
         enc = self.encode(frame)
-        if enc.matrix is None:
+        if self.linear is not None:
+            contrib = self._blended(enc)[1]
+        elif enc.matrix is None:
             Xt = self.pipeline.named_steps["prepare"].transform(enc.prepared)
             contrib = self.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)[:, :-1]
         else:
@@ -394,7 +478,7 @@ class ScoringModel:
 
     def score(self, enc: EncodedRows) -> dict[str, np.ndarray]:
         """:meth:`predict`'s columns as arrays, for rows already encoded with :meth:`encode`."""
-        raw, contrib = self._raw_and_contrib(enc)
+        raw, contrib = self._blended(enc)
         p = self.calibrator.transform(raw)
         out = {"probability": p, "band": self.band(p)}
         n, n_num = len(p), len(self.numeric)
@@ -534,6 +618,7 @@ class TrainedClassifier:
     importance: pd.DataFrame
     baselines: dict[str, Any]
     search_seconds: float
+    blend: dict[str, Any] = field(default_factory=dict)  # the LightGBM share chosen and the AUC of each
 
     @property
     def headline(self) -> dict[str, float]:
@@ -702,6 +787,35 @@ def _choose_calibration(
     return best, scores
 
 
+def _choose_blend(
+    p_tree: np.ndarray, p_logit: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> tuple[float, dict[str, Any]]:
+    """LightGBM's share of the log-odds with the best calibration-slice ROC AUC (ties: the larger share).
+
+    One share given is used as it is; a choice needs a calibration slice that can tell (``blend_min_rows``
+    rows and 20 of each class), else LightGBM alone.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    candidates = sorted({float(w) for w in config.blend_shares}, reverse=True)
+    if not candidates or any(not 0.0 <= w <= 1.0 for w in candidates):
+        raise SalesmlError(f"blend_shares must be one or more numbers in [0, 1], got {config.blend_shares}")
+    if len(candidates) == 1:
+        return candidates[0], {"lightgbm_share": candidates[0], "why": "fixed by blend_shares"}
+    counts = np.bincount(y, minlength=2)
+    if len(y) < config.blend_min_rows or counts.min() < 20:
+        why = f"calibration slice too small to choose a blend ({len(y)} rows, {counts.min()} of the rarer class)"
+        return 1.0, {"lightgbm_share": 1.0, "why": why}
+    a, b = _logit(p_tree), _logit(p_logit)
+    aucs = {w: float(roc_auc_score(y, w * a + (1.0 - w) * b)) for w in candidates}
+    best = max(candidates, key=lambda w: (round(aucs[w], 10), w))
+    return best, {
+        "lightgbm_share": best,
+        "why": "best ROC AUC on the calibration slice",
+        "calibration_auc": {str(w): round(v, 5) for w, v in aucs.items()},
+    }
+
+
 def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
     """Lower probability bounds of every band but the last, from the top share down."""
     cum = np.cumsum(shares)[:-1]
@@ -814,30 +928,44 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
     y_fit = np.concatenate([y_tr, y_cal]) if refit else y_tr
     w_fit = _recency_weights(t_fit, config) if refit else w_tr
     pipe = _lgbm_pipeline(data, best, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
-    # Calibrator and bands from the train-only model's (out-of-sample) calibration-slice scores.
+    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
+    p_logit_cal = logit.predict_proba(X_cal)[:, 1]
+    # The blend share, calibrator and bands from the train-only fits' (out-of-sample) calibration-slice scores.
     raw_cal = pipe.predict_proba(X_cal)[:, 1]
+    share, blend = _choose_blend(raw_cal, p_logit_cal, y_cal, config)
+    linear = LinearPart(logit, data.numeric, data.categorical, X_tr) if share < 1.0 else None
+    if linear is not None:
+        raw_cal = ScoringModel(
+            pipe, Calibrator("none"), data.numeric, data.categorical, config.band_labels, [], 3, linear, share
+        ).predict_proba(X_cal)
     method, cal_scores = _choose_calibration(raw_cal, y_cal, config.random_state, strictly_increasing=refit)
     calibrator = Calibrator(method).fit(raw_cal, y_cal)  # type: ignore[arg-type]
     p_cal = calibrator.transform(raw_cal)
-    if refit:
+    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state, strictly_increasing=refit)
+    logit_cal = Calibrator(logit_method).fit(p_logit_cal, y_cal)  # type: ignore[arg-type]
+    if refit:  # the model and the logistic baseline alike, so the comparison stays fair
         pipe = _lgbm_pipeline(data, best, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
+        logit = _logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
+        if linear is not None:
+            linear = LinearPart(logit, data.numeric, data.categorical, X_fit)
     shares = config.band_shares or _default_shares(len(config.band_labels))
     if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
         raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
     model = ScoringModel(
-        pipe, calibrator, data.numeric, data.categorical, config.band_labels, _band_thresholds(p_cal, shares)
+        pipe,
+        calibrator,
+        data.numeric,
+        data.categorical,
+        config.band_labels,
+        _band_thresholds(p_cal, shares),
+        linear=linear,
+        lgbm_share=share,
     )
 
     p_te = model.predict_proba(X_te)
     metrics = {"model": classification_metrics(y_te, p_te)}
     predictions = {"model": p_te}
     baselines: dict[str, Any] = {}
-    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
-    p_logit_cal = logit.predict_proba(X_cal)[:, 1]
-    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state, strictly_increasing=refit)
-    logit_cal = Calibrator(logit_method).fit(p_logit_cal, y_cal)  # type: ignore[arg-type]
-    if refit:  # the same treatment as the model, so the comparison stays fair
-        logit = _logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
     predictions["logistic"] = logit_cal.transform(logit.predict_proba(X_te)[:, 1])
     metrics["logistic"] = classification_metrics(y_te, predictions["logistic"])
     baselines["logistic"] = {"pipeline": logit, "calibration": logit_method}
@@ -885,6 +1013,7 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
         importance=importance,
         baselines=baselines,
         search_seconds=seconds,
+        blend=blend,
     )
 
 
@@ -955,6 +1084,9 @@ def decision_report(result: TrainedClassifier) -> str:
             if k.startswith("brier_")
         )
         + ")",
+        f"Blend: LightGBM share {result.blend.get('lightgbm_share', 1.0)} of the log-odds, the rest logistic "
+        f"regression ({result.blend.get('why', 'LightGBM alone')}; calibration-slice ROC AUC by share: "
+        f"{result.blend.get('calibration_auc', {})})",
         f"Band thresholds (lower bounds, calibration slice): {dict(zip(result.config.band_labels, result.model.band_thresholds, strict=False))}",
         "",
         "Test slice:",
@@ -1038,6 +1170,7 @@ def log_and_register(
             "features_numeric": ",".join(result.data.numeric),
             "features_categorical": ",".join(result.data.categorical),
             "calibration": result.calibration_report["chosen"],
+            "blend_lightgbm_share": result.blend.get("lightgbm_share", 1.0),
             "band_thresholds": json.dumps(result.model.band_thresholds),
             **{f"config.{k}": v for k, v in asdict(result.config).items()},
             **{f"best.{k}": v for k, v in result.best_params.items()},

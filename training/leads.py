@@ -143,6 +143,7 @@ def train_leads(
     refit: Literal["train", "train+calibration"] | None = None,
     recency_halflife: float | None = None,
     n_jobs: int | None = None,
+    blend: bool = True,
 ) -> LeadTraining:
     """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
 
@@ -154,6 +155,8 @@ def train_leads(
     flagged columns, to show what they would add). ``refit`` / ``recency_halflife``: see
     :class:`training.classifier.TrainConfig`; ``refit=None``: :data:`DEFAULT_REFIT_TIME` for a time split,
     ``"train"`` for a stratified one. ``n_jobs``: LightGBM threads (``None``: the trainer's default).
+    ``blend``: let the trainer choose a LightGBM + logistic regression blend on the calibration slice
+    (``TrainConfig.blend_shares``); ``False``: LightGBM alone.
     """
     lead_set = build_lead_set(dataset, options=options)
     _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
@@ -178,6 +181,7 @@ def train_leads(
         refit=refit or (DEFAULT_REFIT_TIME if split == "time" else "train"),
         recency_halflife=recency_halflife,
         **({"n_jobs": n_jobs} if n_jobs is not None else {}),
+        **({} if blend else {"blend_shares": (1.0,)}),
     )
     result = train_classifier(data, config)
     return LeadTraining(dataset=dataset, lead_set=lead_set, audit=audit, data=data, result=result)

@@ -168,7 +168,8 @@ def test_refit_on_train_and_calibration_uses_the_latest_rows_and_keeps_calibrati
     assert refit.model.calibrator.increasing()
     cal_first, cal_last = (pd.Timestamp(x) for x in plain.slices["calibration"].split(" .. "))
     cal_rows = frame[frame["cutoff"].between(cal_first, cal_last)]
-    raw_cal = plain.model.pipeline.predict_proba(plain.model.prepare(cal_rows))[:, 1]
+    assert refit.model.lgbm_share == plain.model.lgbm_share  # chosen from the same train-only fits
+    raw_cal = plain.model._blended(plain.model.encode(cal_rows))[0]  # uncalibrated
     p_cal = refit.model.calibrator.transform(raw_cal)
     expected = [float(np.quantile(p_cal, 1 - c)) for c in (0.1, 0.3, 0.6)]
     assert refit.model.band_thresholds == pytest.approx(expected)
@@ -254,9 +255,18 @@ def _pipeline_predict(model, frame: pd.DataFrame) -> pd.DataFrame:
     from training.classifier import _fmt
 
     X = model.prepare(frame)
-    p = model.calibrator.transform(model.pipeline.predict_proba(X)[:, 1])
     Xt = model.pipeline.named_steps["prepare"].transform(X)
-    values = model.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)[:, :-1]
+    booster = model.pipeline.named_steps["model"].booster_
+    values = booster.predict(Xt, pred_contrib=True)[:, :-1]
+    p_raw = model.pipeline.predict_proba(X)[:, 1]
+    if model.linear is not None:  # the blend: LightGBM's and the logistic pipeline's own log-odds
+        w = model.lgbm_share
+        margin = w * booster.predict(Xt, raw_score=True) + (1 - w) * model.linear.pipeline.decision_function(
+            X
+        )
+        p_raw = 1 / (1 + np.exp(-margin))
+        values = w * values + (1 - w) * model.linear.margin_and_contributions(X)[1]
+    p = model.calibrator.transform(p_raw)
     out = pd.DataFrame({"probability": p, "band": model.band(p)}, index=frame.index)
     order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, : model.n_reasons]
     names = np.asarray(Xt.columns, dtype=object)
@@ -279,7 +289,9 @@ def mixed_model():
     frame.loc[frame.index[::9], "region"] = None
     frame.loc[frame.index[::6], "x2"] = np.nan
     data = data_for(frame, categorical=["segment", "region"], rule_baselines={})
-    model = train_classifier(data, FAST).model
+    # a fixed LightGBM + logistic blend, so the lean-path tests below cover the linear part too
+    model = train_classifier(data, TrainConfig(**{**FAST.__dict__, "blend_shares": (0.6,)})).model
+    assert model.linear is not None and model.lgbm_share == 0.6
     assert model.pipeline.named_steps["prepare"].named_transformers_["cat"].categories_["region"] == [
         "east",
         "north",
@@ -377,3 +389,49 @@ def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: p
     assert _threads(10_000) == 4
     monkeypatch.setenv("SALESML_SERVE_WORKERS", "16")
     assert _threads(10_000) == 1
+
+
+def test_blend_share_is_chosen_on_the_calibration_slice_and_its_reasons_add_up(fitted) -> None:
+    frame, result = fitted
+    blend = result.blend
+    aucs = {float(w): v for w, v in blend["calibration_auc"].items()}
+    assert set(aucs) == set(FAST.blend_shares)
+    assert result.model.lgbm_share == blend["lightgbm_share"] == max(aucs, key=lambda w: (aucs[w], w))
+    # Whatever the share, the reasons add up to the score's log-odds: blended contributions + blended bias.
+    model = result.model
+    rows = frame.head(40)
+    X = model.prepare(rows)
+    w = model.lgbm_share
+    booster = model.pipeline.named_steps["model"].booster_
+    tree = booster.predict(model.pipeline.named_steps["prepare"].transform(X), pred_contrib=True)
+    base = w * tree[:, -1] + (1 - w) * (model.linear.base if model.linear is not None else 0.0)
+    raw = model._blended(model.encode(rows))[0]
+    np.testing.assert_allclose(
+        model.contributions(rows).sum(axis=1) + base, np.log(raw / (1 - raw)), rtol=1e-9, atol=1e-9
+    )
+
+
+def test_linear_contributions_add_up_to_the_logistic_pipelines_log_odds(mixed_model) -> None:
+    linear = mixed_model.linear
+    rows = mixed_model.prepare(_awkward_rows(80))
+    margin, contrib = linear.margin_and_contributions(rows)
+    np.testing.assert_allclose(margin, linear.pipeline.decision_function(rows), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(contrib.sum(axis=1) + linear.base, margin, rtol=1e-10, atol=1e-10)
+    # each feature's contribution comes from its own columns: a changed region moves only the region's
+    changed = rows.assign(region="south")
+    delta = linear.margin_and_contributions(changed)[1] - contrib
+    others = [j for j, f in enumerate(mixed_model.features) if f != "region"]
+    assert np.abs(delta[:, others]).max() == 0.0
+    assert np.abs(delta[:, mixed_model.features.index("region")]).max() > 0.0
+
+
+def test_no_blend_without_enough_calibration_rows_or_when_switched_off() -> None:
+    frame = panel(2000)
+    small = train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "blend_min_rows": 10_000}))
+    assert small.model.linear is None and small.model.lgbm_share == 1.0
+    assert "too small" in small.blend["why"]
+    alone = train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "blend_shares": (1.0,)}))
+    assert alone.model.linear is None
+    assert alone.metrics["model"] == small.metrics["model"]
+    with pytest.raises(SalesmlError, match="blend_shares"):
+        train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "blend_shares": (1.5,)}))
