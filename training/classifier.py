@@ -278,17 +278,9 @@ class LinearPart:
     def __init__(self, pipeline: Pipeline, numeric: list[str], categorical: list[str], X_fit: pd.DataFrame):
         prepare, lr = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
         features = [*numeric, *categorical]
-        names = prepare.get_feature_names_out()
-        self.assign = np.zeros((len(names), len(features)))
-        for i, name in enumerate(names):
-            block, _, column = str(name).partition("__")
-            if block == "num":
-                feature = column if column in numeric else column.removeprefix("missingindicator_")
-            else:  # one-hot columns are named <feature>_<category>; the longest matching feature name wins
-                feature = max((c for c in categorical if column.startswith(f"{c}_")), key=len, default="")
-            if feature not in features:
-                raise SalesmlError(f"logistic pipeline column {name!r} maps to no feature of {features}")
-            self.assign[i, features.index(feature)] = 1.0
+        owner = _column_owners(prepare, numeric, categorical)  # prepared column -> index into features
+        self.assign = np.zeros((len(owner), len(features)))
+        self.assign[np.arange(len(owner)), owner] = 1.0
         self.pipeline = pipeline
         self.coef = np.asarray(lr.coef_[0], dtype=float)
         self.center = np.asarray(prepare.transform(X_fit), dtype=float).mean(axis=0)
@@ -299,6 +291,35 @@ class LinearPart:
         Z = np.asarray(self.pipeline.named_steps["prepare"].transform(X), dtype=float)
         C = (Z - self.center) * self.coef
         return self.base + C.sum(axis=1), C @ self.assign
+
+
+def _column_owners(prepare: ColumnTransformer, numeric: list[str], categorical: list[str]) -> np.ndarray:
+    """For each column :func:`_logistic_pipeline` prepares, the index (into numeric + categorical) of its feature.
+
+    Read from the fitted transformers, not from column names (a category text may contain another feature's
+    name): the numeric block gives each feature's scaled value (but for features without any value in the
+    fitted rows, which the imputer drops), then a missing indicator for each feature in
+    ``indicator_.features_``; the one-hot block gives, per feature, one column per frequent category plus one
+    for its infrequent ones.
+    """
+    owners: list[int] = []
+    for name, block, _ in prepare.transformers_:
+        if name == "num":
+            imputer = block.named_steps["simpleimputer"]
+            # a column with no value in the fitted rows has no median and is dropped by the imputer
+            owners += [j for j, v in enumerate(imputer.statistics_) if not np.isnan(v)]
+            if imputer.indicator_ is not None:
+                owners += [int(j) for j in imputer.indicator_.features_]
+        elif name == "cat":
+            ohe = block.named_steps["onehotencoder"]
+            infrequent = getattr(ohe, "infrequent_categories_", [None] * len(ohe.categories_))
+            for j, (cats, rare) in enumerate(zip(ohe.categories_, infrequent, strict=True)):
+                width = len(cats) - (len(rare) - 1 if rare is not None else 0)
+                owners += [len(numeric) + j] * width
+    width = len(prepare.get_feature_names_out())
+    if len(owners) != width:
+        raise SalesmlError(f"logistic pipeline: {len(owners)} columns traced to features, {width} prepared")
+    return np.asarray(owners, dtype=int)
 
 
 class ScoringModel:

@@ -435,3 +435,50 @@ def test_no_blend_without_enough_calibration_rows_or_when_switched_off() -> None
     assert alone.metrics["model"] == small.metrics["model"]
     with pytest.raises(SalesmlError, match="blend_shares"):
         train_classifier(data_for(frame), TrainConfig(**{**FAST.__dict__, "blend_shares": (1.5,)}))
+
+
+def test_linear_contributions_follow_the_fitted_columns_not_their_names() -> None:
+    # "seg" has a category "c_x", so its one-hot column is named like one of "seg_c"'s; "empty" has no value
+    # (the imputer drops it and keeps only its missing indicator); "rare" falls into the infrequent column.
+    import warnings
+
+    from training.classifier import LinearPart, _logistic_pipeline
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "empty": np.nan,
+            "x2": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "seg": rng.choice(["a", "b", "c_x", "rare"], n, p=[0.45, 0.45, 0.09, 0.01]).astype(object),
+            "seg_c": rng.choice(["x", "y"], n).astype(object),
+        }
+    )
+    y = (rng.random(n) < 1 / (1 + np.exp(-X["x1"]))).astype(int)
+    data = ClassifierData(
+        frame=X.assign(label=y, t=0, id=range(n)),
+        id_col="id",
+        time_col="t",
+        label_col="label",
+        numeric=["x1", "empty", "x2"],
+        categorical=["seg", "seg_c"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the imputer warns about the empty column
+        pipe = _logistic_pipeline(data, FAST).fit(X, y)
+        linear = LinearPart(pipe, data.numeric, data.categorical, X)
+        margin, contrib = linear.margin_and_contributions(X)
+    names = list(pipe.named_steps["prepare"].get_feature_names_out())
+    owner = dict(zip(names, linear.assign.argmax(axis=1), strict=False))
+    assert "cat__seg_infrequent_sklearn" in names and names.count("cat__seg_c_x") == 2
+    assert [owner[c] for c in ("num__x1", "num__x2", "num__missingindicator_empty")] == [0, 2, 1]
+    assert list(linear.assign.argmax(axis=1)[-5:]) == [
+        3,
+        3,
+        3,
+        4,
+        4,
+    ]  # seg: a, b, c_x, infrequent; seg_c: x, y
+    np.testing.assert_allclose(margin, pipe.decision_function(X), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(contrib.sum(axis=1) + linear.base, margin, rtol=1e-10, atol=1e-10)
