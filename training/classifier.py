@@ -262,6 +262,10 @@ class Calibrator:
         return np.asarray(p)
 
 
+def _sigmoid(margin: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-margin))
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
@@ -432,32 +436,45 @@ class ScoringModel:
             texts[:, j] = s.where(s.notna(), np.nan).to_numpy(dtype=object)
         return EncodedRows(M, None, M[:, :base], texts)
 
-    def _raw_and_contrib(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
-        """Uncalibrated probabilities and per-feature contributions (no bias column) from one encoding."""
-        raw, contrib = self._tree_parts(enc)
-        return raw, contrib[:, :-1]
-
-    def _tree_parts(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
-        """LightGBM's probabilities and its contributions with the bias column (they add up to its log-odds)."""
+    def _tree(self, enc: EncodedRows, *, contrib: bool) -> np.ndarray:
+        """LightGBM's log-odds, or (``contrib``) its per-feature contributions plus the bias column, which add
+        up to them."""
         if enc.matrix is None:
-            X = enc.prepared
-            raw = self.pipeline.predict_proba(X)[:, 1]
-            Xt = self.pipeline.named_steps["prepare"].transform(X)
-            return raw, self.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)
-        booster, threads = self._lean().booster, _threads(len(enc))  # type: ignore[union-attr]
-        raw = booster.predict(enc.matrix, num_threads=threads)
-        return raw, booster.predict(enc.matrix, pred_contrib=True, num_threads=threads)
+            M = self.pipeline.named_steps["prepare"].transform(enc.prepared)
+            booster, kw = self.pipeline.named_steps["model"].booster_, {}
+        else:
+            M, booster = enc.matrix, self._lean().booster  # type: ignore[union-attr]
+            kw = {"num_threads": _threads(len(enc))}
+        return (
+            booster.predict(M, pred_contrib=True, **kw)
+            if contrib
+            else booster.predict(M, raw_score=True, **kw)
+        )
 
-    def _blended(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_raw_and_contrib` of the LightGBM + logistic blend (or of LightGBM alone without a linear part)."""
-        if self.linear is None:
-            return self._raw_and_contrib(enc)
-        _, tree = self._tree_parts(enc)
-        w = self.lgbm_share
+    def _linear(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
+        """The linear part's log-odds and contributions (the prepared frame rebuilt from lean rows)."""
         frame = enc.prepared if enc.prepared is not None else self._frame(enc)
-        m_lin, c_lin = self.linear.margin_and_contributions(frame)
+        return self.linear.margin_and_contributions(frame)  # type: ignore[union-attr]
+
+    def _raw(self, enc: EncodedRows) -> np.ndarray:
+        """Uncalibrated probabilities (no contributions: the cheap path for :meth:`predict_proba`)."""
+        if self.linear is not None:
+            w = self.lgbm_share
+            return _sigmoid(w * self._tree(enc, contrib=False) + (1.0 - w) * self._linear(enc)[0])
+        if enc.matrix is None:
+            return self.pipeline.predict_proba(enc.prepared)[:, 1]
+        return self._lean().booster.predict(enc.matrix, num_threads=_threads(len(enc)))  # type: ignore[union-attr]
+
+    def _raw_and_contrib(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated probabilities and per-feature contributions (no bias column) from one encoding: LightGBM's,
+        or with a linear part the blend of both models' (so they still add up to the score's log-odds)."""
+        tree = self._tree(enc, contrib=True)
+        if self.linear is None:
+            return self._raw(enc), tree[:, :-1]
+        w = self.lgbm_share
+        m_lin, c_lin = self._linear(enc)
         margin = w * tree.sum(axis=1) + (1.0 - w) * m_lin  # LightGBM's log-odds: contributions + bias
-        return 1.0 / (1.0 + np.exp(-margin)), w * tree[:, :-1] + (1.0 - w) * c_lin
+        return _sigmoid(margin), w * tree[:, :-1] + (1.0 - w) * c_lin
 
     def _frame(self, enc: EncodedRows) -> pd.DataFrame:
         """The prepared frame (as :meth:`prepare` gives it) rebuilt from encoded rows, for the linear part."""
@@ -468,14 +485,7 @@ class ScoringModel:
     # -- public API ---------------------------------------------------------------------------------------
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        enc = self.encode(frame)
-        if self.linear is not None:
-            return self.calibrator.transform(self._blended(enc)[0])
-        if enc.matrix is None:
-            raw = self.pipeline.predict_proba(enc.prepared)[:, 1]
-        else:
-            raw = self._lean().booster.predict(enc.matrix, num_threads=_threads(len(enc)))  # type: ignore[union-attr]
-        return self.calibrator.transform(raw)
+        return self.calibrator.transform(self._raw(self.encode(frame)))
 
     def band(self, p: np.ndarray) -> np.ndarray:
         """Bands from the highest-probability one down; thresholds are lower bounds of each band but the last."""
@@ -486,20 +496,12 @@ class ScoringModel:
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Signed per-feature contributions (log-odds of the uncalibrated model), one column per feature."""
-        enc = self.encode(frame)
-        if self.linear is not None:
-            contrib = self._blended(enc)[1]
-        elif enc.matrix is None:
-            Xt = self.pipeline.named_steps["prepare"].transform(enc.prepared)
-            contrib = self.pipeline.named_steps["model"].booster_.predict(Xt, pred_contrib=True)[:, :-1]
-        else:
-            booster = self._lean().booster  # type: ignore[union-attr]
-            contrib = booster.predict(enc.matrix, pred_contrib=True, num_threads=_threads(len(enc)))[:, :-1]
+        contrib = self._raw_and_contrib(self.encode(frame))[1]
         return pd.DataFrame(contrib, columns=self.features, index=frame.index)
 
     def score(self, enc: EncodedRows) -> dict[str, np.ndarray]:
         """:meth:`predict`'s columns as arrays, for rows already encoded with :meth:`encode`."""
-        raw, contrib = self._blended(enc)
+        raw, contrib = self._raw_and_contrib(enc)
         p = self.calibrator.transform(raw)
         out = {"probability": p, "band": self.band(p)}
         n, n_num = len(p), len(self.numeric)

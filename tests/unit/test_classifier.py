@@ -169,7 +169,7 @@ def test_refit_on_train_and_calibration_uses_the_latest_rows_and_keeps_calibrati
     cal_first, cal_last = (pd.Timestamp(x) for x in plain.slices["calibration"].split(" .. "))
     cal_rows = frame[frame["cutoff"].between(cal_first, cal_last)]
     assert refit.model.lgbm_share == plain.model.lgbm_share  # chosen from the same train-only fits
-    raw_cal = plain.model._blended(plain.model.encode(cal_rows))[0]  # uncalibrated
+    raw_cal = plain.model._raw(plain.model.encode(cal_rows))  # uncalibrated
     p_cal = refit.model.calibrator.transform(raw_cal)
     expected = [float(np.quantile(p_cal, 1 - c)) for c in (0.1, 0.3, 0.6)]
     assert refit.model.band_thresholds == pytest.approx(expected)
@@ -405,7 +405,7 @@ def test_blend_share_is_chosen_on_the_calibration_slice_and_its_reasons_add_up(f
     booster = model.pipeline.named_steps["model"].booster_
     tree = booster.predict(model.pipeline.named_steps["prepare"].transform(X), pred_contrib=True)
     base = w * tree[:, -1] + (1 - w) * (model.linear.base if model.linear is not None else 0.0)
-    raw = model._blended(model.encode(rows))[0]
+    raw = model._raw(model.encode(rows))
     np.testing.assert_allclose(
         model.contributions(rows).sum(axis=1) + base, np.log(raw / (1 - raw)), rtol=1e-9, atol=1e-9
     )
