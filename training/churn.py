@@ -37,7 +37,14 @@ from features.churn_snapshot import lookup_churn_features, write_churn_snapshot
 from features.errors import SalesmlError
 from features.load import Dataset
 from features.spec import CUSTOMER_ID
-from training.classifier import ClassifierData, ScoringModel, TrainConfig, TrainedClassifier, train_classifier
+from training.classifier import (
+    ClassifierData,
+    ScoringModel,
+    TrainConfig,
+    TrainedClassifier,
+    rebase_bands,
+    train_classifier,
+)
 
 __all__ = [
     "BGNBD_COLUMNS",
@@ -336,6 +343,14 @@ def train_churn(
         config = replace(config, search_gap=float(ahead / pd.Timedelta(days=1)))
     result = train_classifier(data, replace(config, fractions=fractions))
     _check_slices(result, plan, churn_set.horizon_days)
+    # Tiers rank the customers being scored: the calibration cutoffs' customers can be a different population
+    # (cdnow: one 1997 cohort, young at the calibration cutoffs, 18 months older when scored), and their
+    # quantiles put every scored customer in one tier.
+    result = rebase_bands(
+        result,
+        churn_set.to_score(),
+        f"customers active at the scoring cutoff {churn_set.score_cutoff:%Y-%m-%d}",
+    )
     return ChurnTraining(churn_set=churn_set, data=data, result=result, purge_policy=plan.policy)
 
 

@@ -25,12 +25,13 @@ with its evaluation key and metrics, and (optionally) applies the shared promoti
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -132,7 +133,11 @@ class TrainConfig:
     logistic regression`` (the logistic baseline's pipeline, fitted on the same rows as the model). The share is
     chosen by ROC AUC on the calibration slice from the train-only fits (ties go to the larger share), before
     the calibrator, which is then fitted on the blend's calibration-slice scores. Only when the calibration
-    slice can tell (at least ``blend_min_rows`` rows and 20 of each class); otherwise, or with ``(1.0,)``,
+    slice can tell (at least ``blend_min_rows`` rows and 20 of each class) and only when the blend's ROC AUC
+    there beats LightGBM alone by at least ``blend_min_gain``: a smaller gain is noise on a calibration slice of
+    a few thousand rows (about a fifth of one AUC's standard error there), it flips with floating-point
+    differences between machines (synthetic churn: 0.82707 for a 0.75 share vs 0.82682 alone), and a blend costs
+    clarity in the reasons (the logistic part spreads weight over correlated features); otherwise, or with ``(1.0,)``,
     LightGBM alone. The reasons blend the same way: LightGBM's per-feature contributions (TreeSHAP) and the
     logistic model's (coefficient x input centred on the fitted rows, summed over a feature's columns), so they
     still add up to the score's log-odds.
@@ -151,6 +156,7 @@ class TrainConfig:
     search_gap: float | None = None
     blend_shares: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
     blend_min_rows: int = 200
+    blend_min_gain: float = 0.002
 
 
 def _default_shares(n: int) -> tuple[float, ...]:
@@ -489,10 +495,14 @@ class ScoringModel:
 
     def band(self, p: np.ndarray) -> np.ndarray:
         """Bands from the highest-probability one down; thresholds are lower bounds of each band but the last."""
+        return self.band_of(p, self.band_thresholds, self.band_labels)
+
+    @staticmethod
+    def band_of(p: np.ndarray, thresholds: Sequence[float], labels: Sequence[str]) -> np.ndarray:
         idx = np.zeros(len(p), dtype=int)
-        for t in self.band_thresholds:
+        for t in thresholds:
             idx += (np.asarray(p) < t).astype(int)
-        return np.asarray(self.band_labels, dtype=object)[idx]
+        return np.asarray(labels, dtype=object)[idx]
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Signed per-feature contributions (log-odds of the uncalibrated model), one column per feature."""
@@ -642,6 +652,7 @@ class TrainedClassifier:
     baselines: dict[str, Any]
     search_seconds: float
     blend: dict[str, Any] = field(default_factory=dict)  # the LightGBM share chosen and the AUC of each
+    band_basis: str = "calibration slice"  # whose probabilities the band thresholds are shares of
 
     @property
     def headline(self) -> dict[str, float]:
@@ -816,7 +827,8 @@ def _choose_blend(
     """LightGBM's share of the log-odds with the best calibration-slice ROC AUC (ties: the larger share).
 
     One share given is used as it is; a choice needs a calibration slice that can tell (``blend_min_rows``
-    rows and 20 of each class), else LightGBM alone.
+    rows and 20 of each class), else LightGBM alone, and a gain of at least ``blend_min_gain`` over the
+    largest share given (LightGBM alone by default), else that share.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -831,12 +843,49 @@ def _choose_blend(
         return 1.0, {"lightgbm_share": 1.0, "why": why}
     a, b = _logit(p_tree), _logit(p_logit)
     aucs = {w: float(roc_auc_score(y, w * a + (1.0 - w) * b)) for w in candidates}
-    best = max(candidates, key=lambda w: (round(aucs[w], 10), w))
+    best, first = max(candidates, key=lambda w: (round(aucs[w], 10), w)), candidates[0]
+    why = "best ROC AUC on the calibration slice"
+    if aucs[best] - aucs[first] < config.blend_min_gain:
+        why = (
+            f"no share beats {first} by {config.blend_min_gain} ROC AUC on the calibration slice "
+            f"(best {best}: {aucs[best] - aucs[first]:+.5f})"
+        )
+        best = first
     return best, {
         "lightgbm_share": best,
-        "why": "best ROC AUC on the calibration slice",
+        "why": why,
         "calibration_auc": {str(w): round(v, 5) for w, v in aucs.items()},
     }
+
+
+def _band_shares(config: TrainConfig) -> tuple[float, ...]:
+    shares = config.band_shares or _default_shares(len(config.band_labels))
+    if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
+        raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
+    return shares
+
+
+def rebase_bands(result: TrainedClassifier, population: pd.DataFrame, basis: str) -> TrainedClassifier:
+    """The band thresholds at the configured shares of ``population``'s probabilities, not the calibration slice's.
+
+    For a model that will score a known population (churn: the customers active at the last cutoff) whose risk
+    differs from the calibration slice's, e.g. one cohort that ages between the two, the calibration slice's
+    quantiles can put (nearly) everyone in one band. Bands then rank the scored population: the top share is the
+    first band, whatever its absolute level (the probability says that). No labels are used. The test slice's
+    band table is recomputed by the same rule applied at the test slice (thresholds at the shares of the test
+    rows' own probabilities), which is what the rule does when the test rows are the ones being scored.
+    ``basis`` names the population for the model card and the MLflow parameters.
+    """
+    if population.empty:
+        raise SalesmlError(f"no rows to set the band thresholds on ({basis})")
+    labels, shares = result.config.band_labels, _band_shares(result.config)
+    model = copy.copy(result.model)  # the pipelines are shared; only the thresholds differ
+    model.band_thresholds = _band_thresholds(model.predict_proba(population), shares)
+    tp = result.test_predictions
+    p_te = tp["p_model"].to_numpy(dtype=float)
+    at_test = ScoringModel.band_of(p_te, _band_thresholds(p_te, shares), labels)
+    bands_test = band_table(tp["label"].to_numpy(), p_te, at_test, labels)
+    return replace(result, model=model, bands_test=bands_test, band_basis=basis)
 
 
 def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
@@ -971,9 +1020,7 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
         logit = _logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
         if linear is not None:
             linear = LinearPart(logit, data.numeric, data.categorical, X_fit)
-    shares = config.band_shares or _default_shares(len(config.band_labels))
-    if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
-        raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
+    shares = _band_shares(config)
     model = ScoringModel(
         pipe,
         calibrator,
@@ -1110,7 +1157,7 @@ def decision_report(result: TrainedClassifier) -> str:
         f"Blend: LightGBM share {result.blend.get('lightgbm_share', 1.0)} of the log-odds, the rest logistic "
         f"regression ({result.blend.get('why', 'LightGBM alone')}; calibration-slice ROC AUC by share: "
         f"{result.blend.get('calibration_auc', {})})",
-        f"Band thresholds (lower bounds, calibration slice): {dict(zip(result.config.band_labels, result.model.band_thresholds, strict=False))}",
+        f"Band thresholds (lower bounds, shares of the {result.band_basis}): {dict(zip(result.config.band_labels, result.model.band_thresholds, strict=False))}",
         "",
         "Test slice:",
         metrics_table(result).to_string(index=False, float_format=lambda v: f"{v:.4f}"),
@@ -1195,6 +1242,7 @@ def log_and_register(
             "calibration": result.calibration_report["chosen"],
             "blend_lightgbm_share": result.blend.get("lightgbm_share", 1.0),
             "band_thresholds": json.dumps(result.model.band_thresholds),
+            "band_basis": result.band_basis,
             **{f"config.{k}": v for k, v in asdict(result.config).items()},
             **{f"best.{k}": v for k, v in result.best_params.items()},
             **{f"slice.{k}": v for k, v in result.slices.items()},

@@ -396,7 +396,9 @@ def test_blend_share_is_chosen_on_the_calibration_slice_and_its_reasons_add_up(f
     blend = result.blend
     aucs = {float(w): v for w, v in blend["calibration_auc"].items()}
     assert set(aucs) == set(FAST.blend_shares)
-    assert result.model.lgbm_share == blend["lightgbm_share"] == max(aucs, key=lambda w: (aucs[w], w))
+    best = max(aucs, key=lambda w: (aucs[w], w))
+    expected = best if aucs[best] - aucs[1.0] >= FAST.blend_min_gain else 1.0
+    assert result.model.lgbm_share == blend["lightgbm_share"] == expected
     # Whatever the share, the reasons add up to the score's log-odds: blended contributions + blended bias.
     model = result.model
     rows = frame.head(40)
@@ -423,6 +425,24 @@ def test_linear_contributions_add_up_to_the_logistic_pipelines_log_odds(mixed_mo
     others = [j for j, f in enumerate(mixed_model.features) if f != "region"]
     assert np.abs(delta[:, others]).max() == 0.0
     assert np.abs(delta[:, mixed_model.features.index("region")]).max() > 0.0
+
+
+def test_a_blend_must_beat_lightgbm_alone_by_the_minimum_gain() -> None:
+    from training.classifier import _choose_blend
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 4000)
+    signal = y + rng.normal(0, 1.0, len(y))
+    p_tree = 1 / (1 + np.exp(-(signal + rng.normal(0, 1.0, len(y)))))  # noisier than
+    p_logit = 1 / (1 + np.exp(-(signal + rng.normal(0, 0.5, len(y)))))  # the logistic model
+    config = TrainConfig(blend_shares=(1.0, 0.5, 0.0))
+    share, info = _choose_blend(p_tree, p_logit, y, config)
+    gain = info["calibration_auc"][str(share)] - info["calibration_auc"]["1.0"]
+    assert share < 1.0 and gain >= config.blend_min_gain, info
+    # the same gain short of a (larger) minimum: LightGBM alone, and the report says why
+    strict = TrainConfig(blend_shares=(1.0, 0.5, 0.0), blend_min_gain=gain + 1e-4)
+    share, info = _choose_blend(p_tree, p_logit, y, strict)
+    assert share == 1.0 and "no share beats 1.0" in info["why"], info
 
 
 def test_no_blend_without_enough_calibration_rows_or_when_switched_off() -> None:
