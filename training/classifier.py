@@ -845,7 +845,7 @@ def _choose_blend(
     aucs = {w: float(roc_auc_score(y, w * a + (1.0 - w) * b)) for w in candidates}
     best, first = max(candidates, key=lambda w: (round(aucs[w], 10), w)), candidates[0]
     why = "best ROC AUC on the calibration slice"
-    if aucs[best] - aucs[first] < config.blend_min_gain:
+    if best != first and aucs[best] - aucs[first] < config.blend_min_gain:
         why = (
             f"no share beats {first} by {config.blend_min_gain} ROC AUC on the calibration slice "
             f"(best {best}: {aucs[best] - aucs[first]:+.5f})"
