@@ -29,8 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
 
 from features.leads import DECISION_TIME, LABEL, LeadSet
 
@@ -75,6 +73,8 @@ def _split(frame: pd.DataFrame, time_kind: str, share: float, seed: int) -> tupl
     y = frame[LABEL].to_numpy()
     idx = np.arange(len(frame))
     if time_kind == "none":
+        from sklearn.model_selection import train_test_split  # here: the CLI imports this module at start-up
+
         tr, ev = train_test_split(idx, train_size=share, stratify=y, random_state=seed)
         return np.sort(tr), np.sort(ev)
     order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
@@ -112,6 +112,8 @@ def _single_feature(
     y_ev = y.iloc[evaluate]
     auc = float("nan")
     if y_ev.nunique() == 2:
+        from sklearn.metrics import roc_auc_score
+
         auc = float(roc_auc_score(y_ev, encoded.iloc[evaluate]))
     return auc, encoded
 

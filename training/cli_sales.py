@@ -78,10 +78,10 @@ def backtest_sales(
     fast: _Fast = False,
 ) -> None:
     """Backtest the forecast on common calendar cutoffs (one quarter per window) against the baselines."""
+    resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
     from training.forecast.report import summary_table, write_backtest
     from training.forecast.train import backtest_dataset
 
-    resolve_spec_path(dataset)
     series, result = backtest_dataset(dataset, _config(fast), progress=_progress)
     paths = write_backtest(result, out)
     cuts = ", ".join(str(c.date()) for c in result.cutoffs.evaluation)
@@ -105,10 +105,10 @@ def train_sales_cmd(
     fast: _Fast = False,
 ) -> None:
     """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast'."""
+    resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
     from training.forecast.report import summary_table
     from training.forecast.train import MODEL_NAME, train_sales
 
-    resolve_spec_path(dataset)
     res = train_sales(dataset, promote=promote, config=_config(fast), progress=_progress)
     _out.print(_table(summary_table(res.backtest, res.series.levels), f"backtest {dataset}"))
     _out.print(
