@@ -30,6 +30,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.load import load_dataset
@@ -72,8 +73,6 @@ def _walk_forward(label: str, static: LeadTraining, blocks: int) -> list[dict]:
     """
     from dataclasses import replace
 
-    import numpy as np
-
     from training.classifier import train_classifier
     from training.metrics import classification_metrics
 
@@ -84,7 +83,7 @@ def _walk_forward(label: str, static: LeadTraining, blocks: int) -> list[dict]:
     pooled, start = [], time.perf_counter()
     for k, first in enumerate(edges):
         last = edges[k + 1] if k + 1 < len(edges) else None
-        sub = data.frame[(times < last) if last is not None else times.notna()]
+        sub = data.frame if last is None else data.frame[times < last]
         n_block = int((sub[data.time_col] >= first).sum())
         n_fit = len(sub) - n_block
         # half a row inside each boundary, so float rounding cannot move a row across it (the trainer cuts at
@@ -187,12 +186,11 @@ def main() -> None:
         if seed is not None:
             fit["random_state"] = seed
         start = len(rows)
+        bank_time = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
         if args.only in (None, "bank", "bank-time"):
-            label = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
-            rows += _run(label, "bank-marketing", args.trials, **fit)[0]
+            rows += _run(bank_time, "bank-marketing", args.trials, **fit)[0]
         if args.only == "bank-walk-forward":
-            label = f"bank-marketing, later 20% held out (time order), refit {args.refit or 'default'}"
-            shipped, static = _run(label, "bank-marketing", args.trials, **fit)
+            shipped, static = _run(bank_time, "bank-marketing", args.trials, **fit)
             rows += shipped
             wf = f"bank-marketing, later 20%, WALK-FORWARD: retrained before each of {args.blocks} blocks"
             rows += _walk_forward(wf, static, args.blocks)
