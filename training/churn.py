@@ -42,7 +42,6 @@ from training.classifier import (
     ScoringModel,
     TrainConfig,
     TrainedClassifier,
-    rebase_bands,
     train_classifier,
 )
 
@@ -341,16 +340,16 @@ def train_churn(
     if forward_search:
         ahead = plan.test[0] - max(plan.calibration)
         config = replace(config, search_gap=float(ahead / pd.Timedelta(days=1)))
-    result = train_classifier(data, replace(config, fractions=fractions))
-    _check_slices(result, plan, churn_set.horizon_days)
     # Tiers rank the customers being scored: the calibration cutoffs' customers can be a different population
     # (cdnow: one 1997 cohort, young at the calibration cutoffs, 18 months older when scored), and their
     # quantiles put every scored customer in one tier.
-    result = rebase_bands(
-        result,
-        churn_set.to_score(),
-        f"customers active at the scoring cutoff {churn_set.score_cutoff:%Y-%m-%d}",
+    result = train_classifier(
+        data,
+        replace(config, fractions=fractions),
+        band_population=churn_set.to_score(),
+        band_basis=f"customers active at the scoring cutoff {churn_set.score_cutoff:%Y-%m-%d}",
     )
+    _check_slices(result, plan, churn_set.horizon_days)
     return ChurnTraining(churn_set=churn_set, data=data, result=result, purge_policy=plan.policy)
 
 

@@ -25,13 +25,12 @@ with its evaluation key and metrics, and (optionally) applies the shared promoti
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -865,27 +864,11 @@ def _band_shares(config: TrainConfig) -> tuple[float, ...]:
     return shares
 
 
-def rebase_bands(result: TrainedClassifier, population: pd.DataFrame, basis: str) -> TrainedClassifier:
-    """The band thresholds at the configured shares of ``population``'s probabilities, not the calibration slice's.
-
-    For a model that will score a known population (churn: the customers active at the last cutoff) whose risk
-    differs from the calibration slice's, e.g. one cohort that ages between the two, the calibration slice's
-    quantiles can put (nearly) everyone in one band. Bands then rank the scored population: the top share is the
-    first band, whatever its absolute level (the probability says that). No labels are used. The test slice's
-    band table is recomputed by the same rule applied at the test slice (thresholds at the shares of the test
-    rows' own probabilities), which is what the rule does when the test rows are the ones being scored.
-    ``basis`` names the population for the model card and the MLflow parameters.
-    """
-    if population.empty:
-        raise SalesmlError(f"no rows to set the band thresholds on ({basis})")
-    labels, shares = result.config.band_labels, _band_shares(result.config)
-    model = copy.copy(result.model)  # the pipelines are shared; only the thresholds differ
-    model.band_thresholds = _band_thresholds(model.predict_proba(population), shares)
-    tp = result.test_predictions
-    p_te = tp["p_model"].to_numpy(dtype=float)
-    at_test = ScoringModel.band_of(p_te, _band_thresholds(p_te, shares), labels)
-    bands_test = band_table(tp["label"].to_numpy(), p_te, at_test, labels)
-    return replace(result, model=model, bands_test=bands_test, band_basis=basis)
+def _bands_at_own_shares(
+    y: np.ndarray, p: np.ndarray, shares: tuple[float, ...], labels: Sequence[str]
+) -> pd.DataFrame:
+    """The band table of one slice with thresholds at the shares of the slice's own probabilities."""
+    return band_table(y, p, ScoringModel.band_of(p, _band_thresholds(p, shares), labels), labels)
 
 
 def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
@@ -934,9 +917,27 @@ def _rule_baseline(
     return p, m, fitted
 
 
-def train_classifier(data: ClassifierData, config: TrainConfig | None = None) -> TrainedClassifier:
-    """Split, search, calibrate, fit baselines, band, and evaluate on the untouched test slice."""
+def train_classifier(
+    data: ClassifierData,
+    config: TrainConfig | None = None,
+    *,
+    band_population: pd.DataFrame | None = None,
+    band_basis: str = "",
+) -> TrainedClassifier:
+    """Split, search, calibrate, fit baselines, band, and evaluate on the untouched test slice.
+
+    Band thresholds are the configured shares of the calibration slice's probabilities, or, with
+    ``band_population`` (the rows the model will score, e.g. churn's customers active at the last cutoff), of the
+    final model's probabilities on those rows: the bands then rank the scored population, the top share being the
+    first band whatever its absolute level (the probability says that). Use it where the scored rows' risk differs
+    from the calibration slice's (cdnow: one cohort, young at the calibration cutoffs, older when scored), whose
+    quantiles would put nearly everyone in one band. No labels are used. The band tables then show that rule at
+    each slice (thresholds at the shares of the slice's own probabilities). ``band_basis`` names the population
+    for the model card and the MLflow parameters.
+    """
     config = config or TrainConfig()
+    if band_population is not None and band_population.empty:
+        raise SalesmlError(f"no rows to set the band thresholds on ({band_basis or 'band_population'})")
     frame = data.frame
     label_time = [data.label_time_col] if data.label_time_col else []
     for col in [
@@ -1031,6 +1032,8 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
         linear=linear,
         lgbm_share=share,
     )
+    if band_population is not None:
+        model.band_thresholds = _band_thresholds(model.predict_proba(band_population), shares)
 
     p_te = model.predict_proba(X_te)
     metrics = {"model": classification_metrics(y_te, p_te)}
@@ -1044,8 +1047,12 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
             frame[col], col in data.categorical, pos, y_tr, y_cal, y_te
         )
 
-    bands_cal = band_table(y_cal, p_cal, model.band(p_cal), config.band_labels)
-    bands_test = band_table(y_te, p_te, model.band(p_te), config.band_labels)
+    if band_population is None:
+        bands_cal = band_table(y_cal, p_cal, model.band(p_cal), config.band_labels)
+        bands_test = band_table(y_te, p_te, model.band(p_te), config.band_labels)
+    else:
+        bands_cal = _bands_at_own_shares(y_cal, p_cal, shares, config.band_labels)
+        bands_test = _bands_at_own_shares(y_te, p_te, shares, config.band_labels)
     contrib = model.contributions(X_te)
     importance = (
         contrib.abs()
@@ -1084,6 +1091,9 @@ def train_classifier(data: ClassifierData, config: TrainConfig | None = None) ->
         baselines=baselines,
         search_seconds=seconds,
         blend=blend,
+        band_basis="calibration slice"
+        if band_population is None
+        else (band_basis or "the scored population"),
     )
 
 

@@ -503,3 +503,25 @@ def test_linear_contributions_follow_the_fitted_columns_not_their_names() -> Non
     ]  # seg: a, b, c_x, infrequent; seg_c: x, y
     np.testing.assert_allclose(margin, expected, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(contrib.sum(axis=1) + linear.base, margin, rtol=1e-10, atol=1e-10)
+
+
+def test_band_population_sets_the_thresholds_at_the_shares_of_the_rows_to_score(fitted) -> None:
+    frame, by_calibration = fitted
+    riskier = panel(3000, seed=5).assign(
+        x1=lambda f: f["x1"] + 1.5
+    )  # a population far above the panel's risk
+    shares = np.array([0.1, 0.2, 0.3, 0.4])  # TrainConfig's default shares of four bands
+    crowded = pd.Series(by_calibration.model.predict(riskier)["band"]).value_counts(normalize=True)
+    assert crowded.get("A", 0.0) > shares[0] + 0.2  # the calibration slice's quantiles crowd it into band A
+
+    result = train_classifier(data_for(frame), FAST, band_population=riskier, band_basis="riskier rows")
+    assert result.band_basis == "riskier rows" and by_calibration.band_basis == "calibration slice"
+    assert result.metrics == by_calibration.metrics  # only the thresholds differ
+    observed = pd.Series(result.model.predict(riskier)["band"]).value_counts(normalize=True)
+    np.testing.assert_allclose(observed.reindex(["A", "B", "C", "D"]).to_numpy(), shares, atol=0.01)
+    # The band tables apply the same rule at each slice: thresholds at the shares of its own probabilities.
+    for table in (result.bands_validation, result.bands_test):
+        np.testing.assert_allclose(table["n"] / table["n"].sum(), shares, atol=0.01)
+        assert np.all(np.diff(table["observed_rate"].to_numpy()) < 0)
+    with pytest.raises(SalesmlError, match="no rows to set the band thresholds on"):
+        train_classifier(data_for(frame), FAST, band_population=riskier.head(0))
