@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["REPO_ROOT", "Settings", "get_settings"]
+__all__ = ["REPO_ROOT", "Settings", "env_positive_int", "get_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +43,11 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def env_positive_int(name: str, default: int) -> int:
+    """The environment variable ``name`` as a positive integer; ``default`` if it is unset, empty, not a whole
+    number or 0. Read where a plain function must not build :class:`Settings` (BentoML's service decorator at
+    import time, LightGBM's thread count per prediction)."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else default

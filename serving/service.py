@@ -43,6 +43,7 @@ with bentoml.importing():
     import pandas as pd
 
     from features.errors import SalesmlError
+    from features.settings import env_positive_int
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
 
 logger = logging.getLogger("salesml.service")
@@ -133,7 +134,7 @@ LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_sc
 
 
 def _max_batch() -> int:
-    return int(os.environ.get("SALESML_MAX_BATCH", "10000"))
+    return env_positive_int("SALESML_MAX_BATCH", 10_000)
 
 
 def _check_batch(items: list[Any], field: str) -> None:
@@ -203,11 +204,6 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip().isdigit() and int(value) > 0 else default
-
-
 timeout.install()  # before the worker builds its app: no request timer outlives its request
 
 
@@ -216,8 +212,8 @@ timeout.install()  # before the worker builds its app: no request timer outlives
 @bentoml.service(
     name="salesml",
     traffic={"timeout": 60},
-    workers=_env_int("SALESML_SERVE_WORKERS", 1),
-    threads=_env_int("SALESML_SERVE_THREADS", 1),
+    workers=env_positive_int("SALESML_SERVE_WORKERS", 1),
+    threads=env_positive_int("SALESML_SERVE_THREADS", 1),
 )
 class SalesML:
     """Forecasts, target plans, churn risk and lead scores from the registry's champions."""

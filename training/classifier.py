@@ -46,6 +46,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.errors import SalesmlError
+from features.settings import env_positive_int
 from training.metrics import band_table, classification_metrics, reliability_table
 
 __all__ = [
@@ -567,9 +568,7 @@ def _threads(n_rows: int) -> int:
     --workers``; 1 outside the service), so that two workers do not each start a thread per core."""
     if n_rows < _PARALLEL_ROWS:
         return 1
-    workers = os.environ.get("SALESML_SERVE_WORKERS", "1")
-    share = max(1, int(workers)) if workers.strip().isdigit() else 1
-    return max(1, (os.cpu_count() or 1) // share)
+    return max(1, (os.cpu_count() or 1) // env_positive_int("SALESML_SERVE_WORKERS", 1))
 
 
 @dataclass(frozen=True)

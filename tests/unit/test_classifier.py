@@ -389,6 +389,9 @@ def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: p
     assert _threads(10_000) == 4
     monkeypatch.setenv("SALESML_SERVE_WORKERS", "16")
     assert _threads(10_000) == 1
+    for unusable in ("", "0", "-2", "two", "1.5"):  # what the service's decorator also reads as its default, 1
+        monkeypatch.setenv("SALESML_SERVE_WORKERS", unusable)
+        assert _threads(10_000) == 8, unusable
 
 
 def test_blend_share_is_chosen_on_the_calibration_slice_and_its_reasons_add_up(fitted) -> None:
