@@ -50,4 +50,4 @@ def env_positive_int(name: str, default: int) -> int:
     number or 0. Read where a plain function must not build :class:`Settings` (BentoML's service decorator at
     import time, LightGBM's thread count per prediction)."""
     value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else default
+    return int(value) if value.isdecimal() and value.isascii() and int(value) > 0 else default

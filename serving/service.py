@@ -20,6 +20,7 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, Field
 
+from features.settings import env_positive_int  # the decorator below reads the environment at import
 from serving import timeout
 from serving.edge import ClientErrorLogFilter, EdgeMiddleware
 from serving.schemas import (
@@ -43,7 +44,6 @@ with bentoml.importing():
     import pandas as pd
 
     from features.errors import SalesmlError
-    from features.settings import env_positive_int
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
 
 logger = logging.getLogger("salesml.service")

@@ -14,7 +14,8 @@
    isotonic-calibrated on the calibration slice);
    with ``TrainConfig(refit="train+calibration")`` the model and the logistic baseline are then refitted on
    train + calibration rows (calibrators and bands stay fitted out of sample, see :class:`TrainConfig`);
-5. chooses band thresholds (risk tiers or grades A-D) on the calibration slice;
+5. chooses band thresholds (risk tiers or grades A-D) at fixed shares of the calibration slice's probabilities,
+   or of the final model's on the rows it will score (``train_classifier(band_population=...)``);
 6. reports every metric on the untouched test slice.
 
 The fitted :class:`ScoringModel` scores a frame of feature rows: probability, band and the top signed factors
@@ -935,6 +936,8 @@ def train_classifier(
     for the model card and the MLflow parameters.
     """
     config = config or TrainConfig()
+    if band_basis and band_population is None:
+        raise SalesmlError("band_basis names the band_population; pass both or neither")
     if band_population is not None and band_population.empty:
         raise SalesmlError(f"no rows to set the band thresholds on ({band_basis or 'band_population'})")
     frame = data.frame

@@ -389,7 +389,14 @@ def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: p
     assert _threads(10_000) == 4
     monkeypatch.setenv("SALESML_SERVE_WORKERS", "16")
     assert _threads(10_000) == 1
-    for unusable in ("", "0", "-2", "two", "1.5"):  # what the service's decorator also reads as its default, 1
+    for unusable in (
+        "",
+        "0",
+        "-2",
+        "two",
+        "1.5",
+        "\u00b2",  # a digit to str.isdigit, not to int()
+    ):  # what the service's decorator also reads as its default, 1
         monkeypatch.setenv("SALESML_SERVE_WORKERS", unusable)
         assert _threads(10_000) == 8, unusable
 
@@ -528,3 +535,5 @@ def test_band_population_sets_the_thresholds_at_the_shares_of_the_rows_to_score(
         assert np.all(np.diff(table["observed_rate"].to_numpy()) < 0)
     with pytest.raises(SalesmlError, match="no rows to set the band thresholds on"):
         train_classifier(data_for(frame), FAST, band_population=riskier.head(0))
+    with pytest.raises(SalesmlError, match="band_basis names the band_population"):
+        train_classifier(data_for(frame), FAST, band_basis="riskier rows")
