@@ -18,6 +18,7 @@ Everything is vectorised with sorted ``(customer, day)`` keys and ``searchsorted
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -105,6 +106,16 @@ class ChurnSet:
 
 
 # --- checks -------------------------------------------------------------------------------------------------
+
+
+def parse_as_of(value: pd.Timestamp | str | None) -> pd.Timestamp | None:
+    """``--as-of`` as a day: a timestamp (normalised to its day) or a ``YYYY-MM-DD`` string; None stays None."""
+    if value is None or isinstance(value, pd.Timestamp):
+        return None if value is None else value.normalize()
+    try:
+        return pd.Timestamp(datetime.date.fromisoformat(str(value).strip()))
+    except ValueError:
+        raise ChurnInputError(f"--as-of must be a date written YYYY-MM-DD, got {value!r}") from None
 
 
 def check_horizon(horizon_days: object) -> int:
@@ -560,10 +571,16 @@ def build_churn_set(
             last cutoff, or labels that are not two classes.
     """
     horizon = check_horizon(dataset.spec.churn_horizon_days if horizon_days is None else horizon_days)
+    as_of = parse_as_of(as_of)
     tx = _transaction_roles(dataset)
     customers = dataset.table(Role.customers)
     if tx is None:
         if customers is not None and CHURN_LABEL in customers.columns:
+            if as_of is not None:
+                raise ChurnInputError(
+                    f"--as-of applies to purchase history; data set {dataset.name!r} is a snapshot (one labelled "
+                    "row per customer, no dates): leave --as-of out"
+                )
             return _snapshot_set(dataset, customers, horizon)
         raise ChurnInputError(
             f"data set {dataset.name!r} has neither a transactions table (customer_id, time, amount) nor a "
@@ -572,8 +589,8 @@ def build_churn_set(
     if customers is not None:
         customers = join_lookups(customers, dataset)
     tx = tx[[c for c in tx.columns if c in (CUSTOMER_ID, TIME, AMOUNT, QUANTITY, PRODUCT_ID)]]
+    last_purchase = tx[TIME].max()
     if as_of is not None:
-        as_of = pd.Timestamp(as_of).normalize()
         tx = tx[tx[TIME] < as_of + pd.Timedelta(days=1)]
         if tx.empty:
             raise ChurnInputError(f"no transaction at or before --as-of {as_of:%Y-%m-%d}")
@@ -610,7 +627,8 @@ def build_churn_set(
     if n_score == 0:
         raise ChurnInputError(
             f"no active customer at the last cutoff {score_cutoff:%Y-%m-%d}: nobody bought in the "
-            f"{lookback_days} days before it, so there is nothing to score (choose a later --as-of or check "
+            f"{lookback_days} days before it, so there is nothing to score (the last purchase in the data is on "
+            f"{last_purchase:%Y-%m-%d}; choose an --as-of within {lookback_days} days after a purchase, or check "
             "the transactions' dates)"
         )
     check_labels(frame[LABEL], where=f"data set {dataset.name!r}, labels at {len(label_cutoffs)} cutoff(s)")

@@ -169,7 +169,9 @@ def point_in_time_rates(
         history: closed deals with ``closed_at``, ``label`` (1 won / 0 lost) and the key columns.
         keys: group columns (agent, manager, office, product, ...).
         prior_strength: a group's rate is ``(wins + m * prior) / (deals + m)`` with ``prior`` the overall
-            rate of deals closed before the same moment; missing when nothing had closed yet.
+            rate of deals closed before the same moment; missing when nothing had closed yet. A row whose key is
+            missing (or a group with no earlier closed deal) gets 0 deals and the overall rate, whether or not
+            other rows of the partition have the key.
 
     Returns:
         A frame aligned with ``partition``: ``{key}_win_rate`` and ``{key}_closed_deals`` per key.
@@ -205,11 +207,12 @@ def point_in_time_rates(
     prior = np.where(n_all > 0, total["_w"].fillna(0).to_numpy() / np.maximum(n_all, 1), np.nan)
     out = pd.DataFrame(index=pd.RangeIndex(len(partition)))
     for key in keys:
-        if partition[key].isna().all():
-            continue
-        matched = asof(cumulative([key]), [key])
-        n = matched["_n"].fillna(0).to_numpy()
-        w = matched["_w"].fillna(0).to_numpy()
+        if partition[key].isna().all():  # e.g. a batch whose one deal has an agent the teams table lacks
+            n, w = np.zeros(len(partition)), np.zeros(len(partition))
+        else:
+            matched = asof(cumulative([key]), [key])
+            n = matched["_n"].fillna(0).to_numpy()
+            w = matched["_w"].fillna(0).to_numpy()
         out[f"{key}_win_rate"] = (w + prior_strength * prior) / (n + prior_strength)
         out[f"{key}_closed_deals"] = n
     out.index = partition.index
@@ -566,6 +569,12 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
             raise SalesmlError(
                 f"lead #{i} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
             )
+        nested = next((k for k, v in row.items() if isinstance(v, Mapping | list | tuple | set)), None)
+        if nested is not None:
+            raise SalesmlError(
+                f"lead #{i} ({lead_id}): field {nested!r} holds a {type(row[nested]).__name__}; expected a "
+                "single value (a number, a text or a date)"
+            )
     frame = pd.DataFrame([dict(r) for r in rows])
     frame[LEAD_ID] = frame[LEAD_ID].astype(str)
     dup = frame[LEAD_ID].duplicated(keep=False)
@@ -575,8 +584,29 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
         )
     frame[OUTCOME] = pd.Categorical(["open"] * len(frame), categories=["won", "lost", "open"])
     if CREATED_AT in frame.columns:
-        frame[CREATED_AT] = pd.to_datetime(frame[CREATED_AT], errors="coerce")
+        frame[CREATED_AT] = _typed(frame, CREATED_AT, "a date (YYYY-MM-DD)", pd.to_datetime)
     for col, kind in table.types.items():
         if col in frame.columns and kind == "numeric":
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+            frame[col] = _typed(frame, col, "a number", pd.to_numeric)
     return frame
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages: True, not np.True_)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _typed(frame: pd.DataFrame, col: str, expected: str, convert: Any) -> pd.Series:
+    """``frame[col]`` converted (an empty text is missing); a value that does not convert names its lead."""
+    values = frame[col].map(lambda v: None if isinstance(v, str) and not v.strip() else v)
+    flags = values.map(lambda v: isinstance(v, bool))  # JSON true / false is not a number or a date
+    converted = convert(values.mask(flags), errors="coerce")
+    bad = (converted.isna() & values.notna()) | flags
+    if bad.any():
+        first = bad.to_numpy().argmax()
+        more = f" (and {int(bad.sum()) - 1} more lead(s))" if bad.sum() > 1 else ""
+        raise SalesmlError(
+            f"lead {frame[LEAD_ID].iloc[first]}: field {col!r} must be {expected}, got {_plain(values.iloc[first])!r}"
+            f"{more}"
+        )
+    return converted

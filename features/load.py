@@ -7,6 +7,7 @@ Loading never writes to a source. Every rule a table breaks is collected and rai
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,12 +107,31 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]
     return "    " + shown.to_string(max_colwidth=40).replace("\n", "\n    ")
 
 
-def _read_source(table: TableSpec, root: Path) -> pd.DataFrame:
-    """Read only the mapped source columns. Raises SpecError for I/O problems, naming the source."""
+# What a source that cannot be read raises: I/O, decoding, a malformed CSV or Parquet file (pyarrow's
+# ArrowInvalid is a ValueError), an unknown encoding (LookupError), a separator pandas rejects (ValueError, or a
+# regular expression error for a multi-character one).
+_UNREADABLE = (OSError, ValueError, LookupError, re.error, pd.errors.ParserError, pd.errors.EmptyDataError)
+
+
+def _read_source(table: TableSpec, root: Path, name: str = "") -> pd.DataFrame:
+    """Read only the mapped source columns. Raises SpecError for I/O problems, naming the table and source."""
+    what = f"table {name!r}: " if name else ""
     if table.sql is not None:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(table.sql.resolved_url())
+        try:
+            url = sa.engine.make_url(table.sql.resolved_url())
+        except sa.exc.ArgumentError as err:
+            raise SpecError(
+                f"{what}sql.url is not a database URL (dialect://user@host/database): {err}"
+            ) from err
+        file_db = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+        if file_db and not Path(str(url.database)).is_file():  # SQLite would create it: sources are only read
+            raise SpecError(f"{what}SQLite database file {url.database} does not exist (sql.url {url!r})")
+        try:
+            engine = sa.create_engine(url)
+        except sa.exc.SQLAlchemyError as err:  # e.g. an unknown dialect or a driver that is not installed
+            raise SpecError(f"{what}cannot use sql.url {url!r}: {err}") from err
         try:
             with engine.connect() as conn:
                 if table.sql.table is not None:
@@ -123,7 +143,7 @@ def _read_source(table: TableSpec, root: Path) -> pd.DataFrame:
                 else:
                     frame = pd.read_sql_query(sa.text(table.sql.query), conn)
         except sa.exc.SQLAlchemyError as err:
-            raise SpecError(f"cannot read {table.source_label()} at {engine.url!r}: {err}") from err
+            raise SpecError(f"{what}cannot read {table.source_label()} at {engine.url!r}: {err}") from err
         finally:
             engine.dispose()
         return frame
@@ -132,23 +152,33 @@ def _read_source(table: TableSpec, root: Path) -> pd.DataFrame:
     if not path.is_absolute():
         path = root / path
     if not path.exists():
-        raise SpecError(f"source file {path} does not exist (data root {root}; set SALESML_DATA_DIR)")
+        raise SpecError(f"{what}source file {path} does not exist (data root {root}; set SALESML_DATA_DIR)")
+    if not path.is_file():
+        raise SpecError(f"{what}source {path} is not a file (path: {table.path!r} in the spec)")
     opts = table.read
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        dtype = dict.fromkeys(opts.dtype_str, str)
-        frame = pd.read_csv(
-            path,
-            sep=opts.sep,
-            encoding=opts.encoding,
-            decimal=opts.decimal,
-            na_values=opts.na_values or None,
-            keep_default_na=opts.keep_default_na,
-            dtype=dtype or None,
-            engine="python" if len(opts.sep) > 1 else "c",
-            skipinitialspace=opts.strip_whitespace,
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            dtype = dict.fromkeys(opts.dtype_str, str)
+            frame = pd.read_csv(
+                path,
+                sep=opts.sep,
+                encoding=opts.encoding,
+                decimal=opts.decimal,
+                na_values=opts.na_values or None,
+                keep_default_na=opts.keep_default_na,
+                dtype=dtype or None,
+                engine="python" if len(opts.sep) > 1 else "c",
+                skipinitialspace=opts.strip_whitespace,
+            )
+    except _UNREADABLE as err:
+        kind = (
+            "Parquet"
+            if path.suffix == ".parquet"
+            else f"CSV (read: sep {opts.sep!r}, encoding {opts.encoding!r})"
         )
+        raise SpecError(f"{what}cannot read {path} as {kind}: {type(err).__name__}: {err}") from err
     if opts.drop_unnamed_columns:
         empty = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
         frame = frame.drop(columns=empty)
@@ -182,6 +212,12 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
         frame[col] = frame[col].replace({k: (np.nan if v is None else v) for k, v in mapping.items()})
     for col, allowed in table.where.items():
         frame = frame[frame[col].isin(allowed)]
+    if frame.empty:
+        where = f" after where {dict(table.where)}" if table.where else ""
+        violations.append(
+            Violation(name, "*", None, f"the table has no rows{where}; every table needs data", 0)
+        )
+        return frame
 
     types: dict[str, str] = dict(table.types)
     for col in frame.columns:
@@ -195,12 +231,17 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
             if pd.api.types.is_datetime64_any_dtype(original):
                 converted = original.dt.tz_localize(None) if original.dt.tz is not None else original
             else:
-                converted = pd.to_datetime(
-                    original.astype("string"),
-                    format=opts.date_format,
-                    dayfirst=opts.dayfirst,
-                    errors="coerce",
-                )
+                try:
+                    converted = pd.to_datetime(
+                        original.astype("string"),
+                        format=opts.date_format,
+                        dayfirst=opts.dayfirst,
+                        errors="coerce",
+                    )
+                except ValueError as err:  # errors="coerce" covers the values, not the format itself
+                    raise SpecError(
+                        f"table {name!r}: read.date_format {opts.date_format!r} is not a strftime format: {err}"
+                    ) from err
             rule = f"date not parseable{f' with format {opts.date_format!r}' if opts.date_format else ''}"
         elif kind == "numeric":
             converted = pd.to_numeric(original, errors="coerce")
@@ -328,7 +369,7 @@ def _referential(spec: DatasetSpec, tables: dict[str, pd.DataFrame], violations:
 def read_table(spec: DatasetSpec, name: str, root: Path) -> pd.DataFrame:
     """One canonical table, validated on its own (no cross-table checks)."""
     violations: list[Violation] = []
-    frame = _canonical(name, spec.tables[name], _read_source(spec.tables[name], root), violations)
+    frame = _canonical(name, spec.tables[name], _read_source(spec.tables[name], root, name), violations)
     if violations:
         raise DataValidationError(spec.name, violations)
     return frame
@@ -351,7 +392,7 @@ def load_dataset(
     violations: list[Violation] = []
     tables: dict[str, pd.DataFrame] = {}
     for name, table in spec.tables.items():
-        tables[name] = _canonical(name, table, _read_source(table, root), violations)
+        tables[name] = _canonical(name, table, _read_source(table, root, name), violations)
     _referential(spec, tables, violations)
     if violations:
         raise DataValidationError(spec.name, violations)

@@ -24,6 +24,7 @@ Example (abridged)::
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -250,12 +251,26 @@ class GeneratorSpec(_Strict):
     start: str = "2022-01-01"
     end: str = "2025-11-14"
 
+    @model_validator(mode="after")
+    def _dates(self) -> GeneratorSpec:
+        days = {}
+        for key in ("start", "end"):
+            try:
+                days[key] = datetime.date.fromisoformat(getattr(self, key))
+            except ValueError:
+                raise ValueError(
+                    f"{key} must be a date written YYYY-MM-DD, got {getattr(self, key)!r}"
+                ) from None
+        if days["end"] <= days["start"]:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        return self
+
 
 class ForecastSettings(_Strict):
     frequency: str = Field(description="pandas offset alias of the forecast grid: W-FRI, W-SUN, MS, ...")
     fill_gaps_with_zero: bool = Field(True, description="a period without sales is a real zero, not missing")
     season_length: int | None = Field(
-        None, description="periods per year; derived from the frequency if unset"
+        None, gt=1, description="periods per year (2 or more); derived from the frequency if unset"
     )
 
     @field_validator("frequency")
@@ -274,7 +289,7 @@ class DatasetSpec(_Strict):
     name: str
     description: str = ""
     generator: GeneratorSpec | None = None
-    tables: dict[str, TableSpec]
+    tables: dict[str, TableSpec] = Field(min_length=1)
     hierarchies: list[list[str]] = Field(
         default_factory=list, description="ordered coarse to fine; each list is one hierarchy"
     )
@@ -340,6 +355,8 @@ def resolve_spec_path(name_or_path: str | os.PathLike[str]) -> Path:
     path = Path(text)
     if not path.exists():
         raise SpecError(f"spec file {path} does not exist")
+    if not path.is_file():
+        raise SpecError(f"spec {path} is not a file; give a data set name or a path to a .yaml spec")
     return path
 
 
@@ -359,6 +376,8 @@ def load_spec(name_or_path: str | os.PathLike[str]) -> tuple[DatasetSpec, Path]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise SpecError(f"spec {path} is not valid YAML: {err}") from err
+    except (UnicodeDecodeError, OSError) as err:
+        raise SpecError(f"cannot read spec {path} as UTF-8 text: {err}") from err
     if not isinstance(raw, dict):
         raise SpecError(f"spec {path} must be a YAML mapping with 'name' and 'tables'")
     try:

@@ -25,8 +25,8 @@ def summarize(dataset: Dataset) -> dict[str, Any]:
             "columns": len(frame.columns),
         }
         dates = [c for c in frame.columns if pd.api.types.is_datetime64_any_dtype(frame[c])]
-        if dates:
-            col = "time" if "time" in dates else dates[0]
+        col = ("time" if "time" in dates else dates[0]) if dates else None
+        if col is not None and frame[col].notna().any():
             info["date_range"] = f"{frame[col].min():%Y-%m-%d} .. {frame[col].max():%Y-%m-%d} ({col})"
         entities = {c: int(frame[c].nunique()) for c in frame.columns if c in ID_COLUMNS or c == spec.key}
         if entities:

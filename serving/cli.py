@@ -18,7 +18,7 @@ __all__ = ["serve"]
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     workers: Annotated[int, typer.Option(min=1, help="Number of service worker processes.")] = 1,
     threads: Annotated[
         int, typer.Option(min=1, help="Requests each worker handles at once (threads for the endpoints).")

@@ -432,7 +432,7 @@ def load_churn_model(dataset: str, version: str | None = None) -> tuple[ScoringM
             else client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
         )
     except MlflowException:
-        which = f"version {version}" if version else f"a {CHAMPION}"
+        which = f"version {version}" if version else CHAMPION
         raise SalesmlError(
             f"{MODEL_NAME} has no {which}; run `salesml train churn --dataset {dataset} --promote` first"
         ) from None

@@ -160,6 +160,11 @@ class TrainConfig:
     blend_min_gain: float = 0.002
 
 
+MIN_ROWS_PER_CLASS = (
+    10  # fewer cannot be split into train, calibration (two folds) and test with both classes
+)
+
+
 def _default_shares(n: int) -> tuple[float, ...]:
     return {2: (0.2, 0.8), 3: (0.1, 0.3, 0.6), 4: (0.1, 0.2, 0.3, 0.4)}.get(n, tuple([1.0 / n] * n))
 
@@ -961,6 +966,18 @@ def train_classifier(
         )
     if not data.features:
         raise SalesmlError("no feature columns to train on")
+    counts = labels.astype(int).value_counts().reindex([0, 1], fill_value=0)
+    if counts.min() < MIN_ROWS_PER_CLASS:
+        raise SalesmlError(
+            f"too few labelled rows to train, calibrate and test: {counts[1]} positive and {counts[0]} negative in "
+            f"{data.label_col!r}; the three slices need at least {MIN_ROWS_PER_CLASS} of each class"
+        )
+    if not (np.isfinite(config.timeout_s) and config.timeout_s > 0):
+        raise SalesmlError(
+            f"the search budget (--timeout) must be a positive number of seconds, got {config.timeout_s}"
+        )
+    if config.n_trials < 1:
+        raise SalesmlError(f"the search needs at least one trial (--trials), got {config.n_trials}")
     if config.refit not in ("train", "train+calibration"):
         raise SalesmlError(f"refit must be 'train' or 'train+calibration', not {config.refit!r}")
 

@@ -56,9 +56,12 @@ def main() -> None:
     except Exception as err:
         import click
 
-        if isinstance(err, click.ClickException):  # usage errors: click prints them and exits 2
+        # Usage errors (a missing or unknown option, a value of the wrong type or range): click prints them with
+        # the usage line and exits 2. Typer >= 0.29 raises its own copy of click's exceptions, which derives from
+        # typer.TyperException and not from click.ClickException.
+        if isinstance(err, (click.ClickException, typer.TyperException)) and hasattr(err, "show"):
             err.show()
-            sys.exit(err.exit_code)
+            sys.exit(getattr(err, "exit_code", 2))
         raise
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from features.errors import SalesmlError
 from training.cli import score_app, train_app
+from training.outputs import check_out_file, staged
 
 __all__ = ["score_churn_cmd", "train_churn_cmd"]
 
@@ -59,7 +60,7 @@ def train_churn_cmd(
     trials: int = typer.Option(
         20, "--trials", min=1, help="Optuna trials for LightGBM (bounded by --timeout)."
     ),
-    timeout: float = typer.Option(240.0, "--timeout", help="Seconds for the hyperparameter search."),
+    timeout: float = typer.Option(240.0, "--timeout", min=1.0, help="Seconds for the hyperparameter search."),
 ) -> None:
     """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk'."""
     from features.churn_snapshot import write_churn_snapshot
@@ -127,18 +128,17 @@ def score_churn_cmd(
         raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
     if (to_sql is None) != (table is None):
         raise SalesmlError("--to-sql and --table go together: the database URL and the table to upsert into")
-    if out is not None and out.suffix not in (".parquet", ".csv"):
-        raise SalesmlError(f"--out must end in .parquet or .csv, got {out}")
+    if out is not None:
+        check_out_file(out, (".parquet", ".csv"))
     ds = load_dataset(dataset)
     scores = score_churn(ds, version=version, as_of=as_of, horizon_days=_horizon(horizon_days))
-    if to_sql is not None:
-        from training.scores_sql import write_score_frame
+    # The file is staged first and moved into place only after the upsert committed: both or neither.
+    with staged({} if out is None else {out: scores}):
+        if to_sql is not None:
+            from training.scores_sql import write_score_frame
 
-        n = write_score_frame(scores, kind="churn", url=to_sql, table=table)  # type: ignore[arg-type]
-        _out.print(f"upserted {n} rows into {table} (one transaction)")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scores.to_parquet(out, index=False) if out.suffix == ".parquet" else scores.to_csv(out, index=False)
+            n = write_score_frame(scores, kind="churn", url=to_sql, table=table)  # type: ignore[arg-type]
+            _out.print(f"upserted {n} rows into {table} (one transaction)")
     tiers = scores["risk_tier"].value_counts().reindex(["high", "medium", "low"]).fillna(0).astype(int)
     cutoff = scores["feature_cutoff"].iloc[0] if len(scores) else None
     _out.print(

@@ -14,6 +14,7 @@ from features.audit import audit_table_rich
 from features.errors import SalesmlError
 from features.load import load_dataset
 from training.cli import score_app, train_app
+from training.outputs import check_out_file, staged
 
 __all__ = ["score_leads_command", "train_leads_command"]
 
@@ -62,16 +63,23 @@ def train_leads_command(
 def _read_records(path: Path) -> list[dict]:
     if not path.exists():
         raise SalesmlError(f"--input {path} does not exist")
+    if not path.is_file():
+        raise SalesmlError(f"--input {path} is not a file; expected a .json list of objects or a .csv file")
     if path.suffix == ".json":
         try:
-            records = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise SalesmlError(f"--input {path} is not valid JSON: {err}") from err
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SalesmlError(f"--input {path} is not valid UTF-8 JSON: {err}") from err
         if not isinstance(records, list):
             raise SalesmlError(f"--input {path} must hold a JSON list of lead objects")
         return records
     if path.suffix == ".csv":
-        frame = pd.read_csv(path, dtype={"lead_id": str})
+        try:
+            frame = pd.read_csv(path, dtype={"lead_id": str})
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise SalesmlError(
+                f"--input {path} is not a readable CSV file: {type(err).__name__}: {err}"
+            ) from err
         return [{k: v for k, v in r.items() if pd.notna(v)} for r in frame.to_dict(orient="records")]
     raise SalesmlError(f"--input {path}: expected a .json list of objects or a .csv file")
 
@@ -102,8 +110,8 @@ def score_leads_command(
         raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
     if (to_sql is None) != (table is None):
         raise SalesmlError("--to-sql and --table go together: the database URL and the table to upsert into")
-    if out is not None and out.suffix != ".parquet":
-        raise SalesmlError(f"--out {out}: expected a .parquet file name")
+    if out is not None:
+        check_out_file(out, (".parquet",))
     ds = load_dataset(dataset)
     if input_file is not None:
         scores, what = (
@@ -112,14 +120,13 @@ def score_leads_command(
         )
     else:
         scores, what = score_leads(ds, alias=alias)
-    if to_sql is not None:
-        from training.scores_sql import write_score_frame
+    # The file is staged first and moved into place only after the upsert committed: both or neither.
+    with staged({} if out is None else {out: scores}):
+        if to_sql is not None:
+            from training.scores_sql import write_score_frame
 
-        n = write_score_frame(scores, kind="leads", url=to_sql, table=table)  # type: ignore[arg-type]
-        _out.print(f"upserted {n} rows into {table} (one transaction)")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        scores.to_parquet(out, index=False)
+            n = write_score_frame(scores, kind="leads", url=to_sql, table=table)  # type: ignore[arg-type]
+            _out.print(f"upserted {n} rows into {table} (one transaction)")
     grades = scores["grade"].value_counts().reindex(["A", "B", "C", "D"]).fillna(0).astype(int).to_dict()
     _out.print(
         f"scored {len(scores)} {what} with {scores['model_name'].iloc[0]} v{scores['model_version'].iloc[0]}; "

@@ -20,8 +20,20 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 console = Console(width=None if __import__("sys").stdout.isatty() else 160)
 
+REGISTERED_NAMES = ("sales_forecast", "churn_risk", "lead_score")
+
+
+def _registered_name(value: str) -> str:
+    if value not in REGISTERED_NAMES:
+        raise typer.BadParameter(f"expected one of {', '.join(REGISTERED_NAMES)}, got {value!r}")
+    return value
+
+
 NameArg = Annotated[
-    str, typer.Argument(help="Registered model name: sales_forecast, churn_risk or lead_score.")
+    str,
+    typer.Argument(
+        help="Registered model name: sales_forecast, churn_risk or lead_score.", callback=_registered_name
+    ),
 ]
 
 
@@ -103,10 +115,10 @@ def show(
     """One version's tags, metrics and aliases (the champion by default)."""
     from training.registry import champion_version
 
+    client = _client()  # first: it points MLflow at SALESML_HOME's store
     version = version or champion_version(name)
     if version is None:
         raise SalesmlError(f"model {name!r} has no champion; give a VERSION")
-    client = _client()
     try:
         mv = client.get_model_version(name, version)
     except Exception:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
@@ -12,8 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import SalesmlError
-from features.spec import resolve_spec_path
+from features.spec import load_spec, resolve_spec_path
 from training.cli import app, backtest_app, train_app
+
+# The files training.forecast.report.write_backtest writes (named here so --out is checked before the
+# forecasting stack is imported).
+BACKTEST_FILES = ("forecasts.parquet", "metrics.csv", "totals.parquet")
 
 __all__ = ["backtest_sales", "plan", "train_sales_cmd"]
 
@@ -73,12 +76,15 @@ def parse_target(text: str) -> float:
 def backtest_sales(
     dataset: _Dataset,
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for forecasts.parquet, metrics.csv and totals.parquet.")
+        str, typer.Option("--out", help="Folder for forecasts.parquet, metrics.csv and totals.parquet.")
     ],
     fast: _Fast = False,
 ) -> None:
     """Backtest the forecast on common calendar cutoffs (one quarter per window) against the baselines."""
+    from training.outputs import check_out_folder
+
     resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
+    check_out_folder(out, BACKTEST_FILES)  # and a folder that cannot be written, before the backtest runs
     from training.forecast.report import summary_table, write_backtest
     from training.forecast.train import backtest_dataset
 
@@ -143,8 +149,8 @@ def plan(
     amount = parse_target(target)
     if quarter not in ("current", "next"):
         raise SalesmlError(f"--quarter must be 'current' or 'next', got {quarter!r}")
-    resolve_spec_path(dataset)
-    art, version = load_for_dataset(dataset)
+    spec, _ = load_spec(dataset)  # versions are tagged with the spec's name, also when given as a path
+    art, version = load_for_dataset(spec.name, given_as=dataset)
     frame = plan_target(art, node, amount, quarter, hierarchy=hierarchy)  # type: ignore[arg-type]
     period = art.quarters.loc[art.quarters["quarter"] == quarter, "period"].iloc[0]
     _out.print(

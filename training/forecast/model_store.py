@@ -9,8 +9,11 @@ from training.forecast.artifacts import ForecastArtifacts
 __all__ = ["load_for_dataset"]
 
 
-def load_for_dataset(dataset: str, name: str = "sales_forecast") -> tuple[ForecastArtifacts, str]:
-    """The artifacts of the version of ``name`` trained on ``dataset`` and its version number."""
+def load_for_dataset(
+    dataset: str, name: str = "sales_forecast", *, given_as: str | None = None
+) -> tuple[ForecastArtifacts, str]:
+    """The artifacts of the version of ``name`` trained on ``dataset`` (a spec's name) and its version number;
+    ``given_as``: how the user named the data set (a spec path, say), for the hint in the error."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -27,7 +30,7 @@ def load_for_dataset(dataset: str, name: str = "sales_forecast") -> tuple[Foreca
     mine = [v for v in versions if v.tags.get("dataset") == dataset]
     if not mine:
         raise SalesmlError(
-            f"no trained {name} for data set {dataset!r}; run: salesml train sales --dataset {dataset}"
+            f"no trained {name} for data set {dataset!r}; run: salesml train sales --dataset {given_as or dataset}"
         )
     pick = next((v for v in mine if str(v.version) == champion), None)
     pick = pick or max(mine, key=lambda v: int(v.version))

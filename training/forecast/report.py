@@ -14,17 +14,19 @@ __all__ = ["level_metrics", "plot_error_by_level", "plot_fan_charts", "summary_t
 
 
 def write_backtest(result: BacktestResult, out: str | Path) -> dict[str, Path]:
-    """Write ``forecasts.parquet``, ``metrics.csv`` and ``totals.parquet`` to ``out``."""
+    """Write ``forecasts.parquet``, ``metrics.csv`` and ``totals.parquet`` to ``out``: all three or none
+    (:func:`training.outputs.staged`)."""
+    from training.outputs import staged
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {
         "forecasts": out / "forecasts.parquet",
         "metrics": out / "metrics.csv",
         "totals": out / "totals.parquet",
     }
-    result.forecasts.to_parquet(paths["forecasts"], index=False)
-    result.metrics.to_csv(paths["metrics"], index=False)
-    result.totals.to_parquet(paths["totals"], index=False)
+    frames = {"forecasts": result.forecasts, "metrics": result.metrics, "totals": result.totals}
+    with staged({paths[k]: frames[k] for k in paths}):
+        pass
     return paths
 
 

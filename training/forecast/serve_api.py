@@ -127,6 +127,9 @@ def children_of(source: Any, node: str, hierarchy: int | None = None) -> list[st
     nodes = art.nodes
     if node not in set(nodes["unique_id"]):
         raise SalesmlError(f"unknown node {node!r}; try one of {nodes['unique_id'].iloc[:3].tolist()}")
+    known = sorted(int(h) for h in nodes["hierarchy"].dropna().unique())
+    if hierarchy is not None and hierarchy not in known:
+        raise SalesmlError(f"hierarchy must be one of {known} (the data set's hierarchies), got {hierarchy}")
     kids = nodes[nodes["parent"] == node]
     if kids["hierarchy"].nunique() > 1:
         kids = kids[kids["hierarchy"] == (0 if hierarchy is None else hierarchy)]
