@@ -54,6 +54,12 @@ GATES: dict[str, dict[str, Direction]] = {
 }
 
 
+# Tracking / registry stores MLflow 3 provides (a URI without a scheme is a local folder).
+_STORE_SCHEMES = frozenset(
+    {"file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc"}
+)
+
+
 def tracking_uri(settings: Settings | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store ``models/mlflow.db``."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -68,8 +74,21 @@ def connect(settings: Settings | None = None) -> str:
     import mlflow
 
     uri = tracking_uri(settings)
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else "file"
+    if scheme not in _STORE_SCHEMES:
+        raise SalesmlError(
+            f"MLFLOW_TRACKING_URI {uri!r}: MLflow has no store for {scheme!r}; expected one of "
+            f"{sorted(_STORE_SCHEMES)} (e.g. http://host:5000 or postgresql://user@host/db)"
+        )
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SalesmlError(
+                f"cannot create the model store folder {folder} (set SALESML_HOME to a folder you can write): "
+                f"{err.strerror or err}"
+            ) from err
     # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI to the environment, which every later
     # subprocess (a CLI call, a notebook kernel) would inherit even after SALESML_HOME changes: keep the
     # environment as the user set it.

@@ -281,3 +281,16 @@ def test_training_needs_enough_rows_of_each_class_and_a_positive_budget() -> Non
     for budget in (0.0, float("nan"), -1.0):
         with pytest.raises(SalesmlError, match="search budget \\(--timeout\\) must be a positive number"):
             train_classifier(ClassifierData(**{**data.__dict__, "frame": big}), TrainConfig(timeout_s=budget))
+
+
+def test_the_model_store_uri_and_home_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from training.registry import connect
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://x")
+    with pytest.raises(SalesmlError, match="MLflow has no store for 'bogus'"):
+        connect()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "a_file"))
+    with pytest.raises(SalesmlError, match="cannot create the model store folder .*a_file/models"):
+        connect()
