@@ -14,9 +14,13 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from features.settings import env_positive_int
+
 __all__ = ["EdgeMiddleware", "OPEN_PATHS", "ClientErrorLogFilter", "readable_error"]
 
 OPEN_PATHS = {"/healthz", "/livez", "/readyz", "/metrics"}
+# A full batch of 10,000 leads with a dozen attributes each is about 3 MB of JSON.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 MODEL_OF_PATH = {
     "/churn/score": "churn_risk",
     "/leads/score": "lead_score",
@@ -59,12 +63,24 @@ class EdgeMiddleware:
         token = os.environ.get("SALESML_API_TOKEN")
         if token and path not in OPEN_PATHS:
             headers = dict(scope.get("headers") or [])
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            # The scheme name is case-insensitive (RFC 9110); the token is compared in constant time.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
                 logger.debug("rejected %s %s: 401 missing or wrong token", method, path)
                 await _json(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b"Bearer")])
                 return
         if method == "POST":
+            declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+            limit = env_positive_int("SALESML_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+            if declared.isdigit() and int(declared) > limit:  # refused before a byte of the body is read
+                await _json(
+                    send,
+                    413,
+                    {
+                        "error": f"(body): {int(declared):,} bytes is above the limit of {limit:,} (SALESML_MAX_BODY_BYTES)"
+                    },
+                )
+                return
             ctype = (
                 dict(scope.get("headers") or []).get(b"content-type", b"application/json").decode("latin-1")
             )

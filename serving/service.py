@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ with bentoml.importing():
     import pandas as pd
 
     from features.errors import SalesmlError
+    from features.spec import Role
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
 
 logger = logging.getLogger("salesml.service")
@@ -131,6 +133,25 @@ def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
 
 
 LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
+
+
+def _feature_problem(features: dict[str, Any], numeric: set[str]) -> str | None:
+    """Why a customer's sent feature values cannot be scored, or None: a numeric feature must be a finite number
+    (true / false count as 1 / 0), a categorical one a text or a number; null is a missing value."""
+    for name, value in features.items():
+        if value is None:
+            continue
+        if name in numeric:
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    return f"feature {name!r} must be a number, got {value[:40]!r}"
+            if not np.isfinite(float(value)):
+                return f"feature {name!r} must be a finite number, got {value}"
+        elif isinstance(value, float) and not np.isfinite(value):
+            return f"feature {name!r} must be a text (a category), got {value}"
+    return None
 
 
 def _max_batch() -> int:
@@ -263,15 +284,19 @@ class SalesML:
         by_id: list[int] = []  # request positions scored from the snapshot
         rows: list[int] = []  # their snapshot rows
         sent: list[int] = []  # request positions scored from the features sent
-        known = set(scoring.features)
+        known = {*scoring.features, "revenue_12m"}  # revenue_12m: not a feature, the base of revenue at risk
+        numeric = {*scoring.numeric, "revenue_12m"}
         for i, item in enumerate(customers):
             if item.features is not None:
                 unknown = sorted(set(item.features) - known)
+                problem = _feature_problem(item.features, numeric)
                 if unknown:
                     results[i] = ItemError(
                         id=item.customer_id,
-                        error=f"unknown feature(s) {unknown}; expected some of {scoring.features}",
+                        error=f"unknown feature(s) {unknown}; expected some of {scoring.features} (and revenue_12m)",
                     )
+                elif problem:
+                    results[i] = ItemError(id=item.customer_id, error=problem)
                 else:
                     sent.append(i)
             elif (row := positions.get(item.customer_id)) is not None:
@@ -336,20 +361,25 @@ class SalesML:
         """Conversion probability, grade A-D and top 3 factors per lead or deal (and expected value for deals)."""
         _check_batch(leads, "leads")
         champ = self._champion("lead_score")
+        from features.leads import lead_record_errors
         from training.leads import score_lead_records
 
         results: list[Any] = [None] * len(leads)
-        ids = [item.lead_id for item in leads]
-        dup = {i for i in ids if ids.count(i) > 1}
+        counts = Counter(item.lead_id for item in leads)
+        table = champ.model["dataset"].spec.table_of(Role.leads)[1]
+        # Each lead's own problems first (in one pass over the batch), so one bad lead costs nothing extra.
+        problems = lead_record_errors([{**item.features, "lead_id": item.lead_id} for item in leads], table)
         good: list[int] = []
         for i, item in enumerate(leads):
-            if item.lead_id in dup:
+            if counts[item.lead_id] > 1:
                 results[i] = ItemError(
                     id=item.lead_id, error=f"lead_id {item.lead_id!r} appears more than once in the batch"
                 )
+            elif i in problems:
+                results[i] = ItemError(id=item.lead_id, error=problems[i])
             else:
                 good.append(i)
-        # Score item by item only when the batch as a whole is refused, so one bad lead never sinks the rest.
+        # Score item by item only when the batch as a whole is still refused, so one bad lead never sinks the rest.
         batches = [good] if good else []
         while batches:
             batch = batches.pop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -228,6 +229,56 @@ def test_bad_input_is_a_4xx_naming_the_field(server: Server, path: str, body: di
     response = server.post(path, body)
     assert 400 <= response.status_code < 500, response.text
     assert field in response.json()["error"]
+
+
+def test_bad_values_in_an_item_are_its_error_and_the_rest_is_scored(server: Server) -> None:
+    # Raw JSON: Infinity / 1e400 are what a client's serialiser can send (httpx's own refuses them).
+    customers = (
+        '{"customers": [{"customer_id": "X1", "features": {"recency_days": 1e400}},'
+        ' {"customer_id": "X2", "features": {"recency_days": "forty"}},'
+        ' {"customer_id": "X3", "features": {"recency_days": 12, "revenue_12m": 1000}}]}'
+    )
+    headers = {**server.headers(), "content-type": "application/json"}
+    response = httpx.post(server.url + "/churn/score", content=customers, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    x1, x2, x3 = response.json()["results"]
+    assert "'recency_days' must be a finite number" in x1["error"]
+    assert "'recency_days' must be a number, got 'forty'" in x2["error"]
+    assert x3["revenue_at_risk"] == pytest.approx(x3["probability"] * 1000)
+    leads = [
+        {
+            "lead_id": "T1",
+            "features": {"created_at": "2025-11-01T10:00:00Z"},
+        },  # a time zone: converted to UTC
+        {"lead_id": "T2", "features": {"created_at": "1700-01-01"}},
+        {"lead_id": "T3", "features": {"created_at": "not a date"}},
+    ]
+    response = server.post("/leads/score", {"leads": leads})
+    assert response.status_code == 200, response.text
+    t1, t2, t3 = response.json()["results"]
+    assert 0 < t1["probability"] < 1 and t1["model_name"] == "lead_score"
+    for item in (t2, t3):
+        assert "field 'created_at' must be a date between 1900-01-01 and 2200-12-31" in item["error"]
+
+
+def test_a_body_above_the_limit_is_refused_before_it_is_read(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (
+        f"POST /churn/score HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n{}"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as conn:  # a client that claims 100 GB
+        conn.sendall(request.encode())
+        answer = b""
+        while b"}" not in answer.partition(b"\r\n\r\n")[2] and (chunk := conn.recv(65536)):
+            answer += chunk
+        answer = answer.decode()
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "above the limit" in answer
+    lower = server.post(
+        "/churn/score", {"customers": [{"customer_id": "X"}]}, headers={"Authorization": f"bearer {TOKEN}"}
+    )
+    assert lower.status_code == 200  # the scheme name is case-insensitive
 
 
 def test_batch_limit(server: Server) -> None:
