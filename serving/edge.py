@@ -84,7 +84,7 @@ class EdgeMiddleware:
             ctype = (
                 dict(scope.get("headers") or []).get(b"content-type", b"application/json").decode("latin-1")
             )
-            if not ctype.lower().startswith("application/json"):
+            if ctype.split(";")[0].strip().lower() != "application/json" or not ctype.isascii():
                 await _json(
                     send, 415, {"error": f"content-type: expected application/json, got {ctype[:80]!r}"}
                 )

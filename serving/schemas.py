@@ -41,7 +41,8 @@ class CustomerItem(_Request):
     customer_id: Id = Field(description="The customer's id as in the data set.")
     features: dict[str, FeatureValue] | None = Field(
         None,
-        description="Feature values to score with instead of the stored snapshot (canonical feature names).",
+        description="Feature values to score with instead of the stored snapshot (canonical feature names); "
+        "omitted, null or {}: the customer's row in the snapshot.",
     )
 
 
@@ -70,6 +71,13 @@ class PlanRequest(_Request):
     node: Id = Field(description="The node whose quarter target is given.")
     target: float = Field(allow_inf_nan=False, description="The quarter target, a positive amount.")
     quarter: Literal["current", "next"] = Field("next", description="Which quarter the target is for.")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _not_a_flag(cls, v: object) -> object:
+        if isinstance(v, bool):  # JSON true / false would otherwise pass as 1.0 / 0.0
+            raise ValueError("must be a positive amount, not true / false")
+        return v
 
     @field_validator("target")
     @classmethod

@@ -287,7 +287,7 @@ class SalesML:
         known = {*scoring.features, "revenue_12m"}  # revenue_12m: not a feature, the base of revenue at risk
         numeric = {*scoring.numeric, "revenue_12m"}
         for i, item in enumerate(customers):
-            if item.features is not None:
+            if item.features:  # None or {}: the customer's row in the snapshot
                 unknown = sorted(set(item.features) - known)
                 problem = _feature_problem(item.features, numeric)
                 if unknown:

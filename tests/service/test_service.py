@@ -117,6 +117,8 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
         assert r["data_cutoff"] == meta["cutoff"]
         assert len(r["reasons"]) == 3 and r["horizon_days"] == 90
         assert r["revenue_at_risk"] is None or r["revenue_at_risk"] >= 0
+    empty = server.post("/churn/score", {"customers": [{"customer_id": ids[0], "features": {}}]})
+    assert empty.json()["results"][0] == got[0]  # features {} is the snapshot's row, like no features
 
 
 def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
@@ -221,6 +223,7 @@ def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> N
         ("/forecast", {"level": "galaxy"}, "unknown level"),
         ("/plan", {"node": "total", "target": -1}, "target"),
         ("/plan", {"node": "total", "target": "a lot"}, "target"),
+        ("/plan", {"node": "total", "target": True}, "target"),
         ("/plan", {"node": "nowhere", "target": 10}, "unknown node"),
         ("/plan", {"node": "total", "target": 10, "quarter": "last"}, "quarter"),
     ],
@@ -261,7 +264,9 @@ def test_bad_values_in_an_item_are_its_error_and_the_rest_is_scored(server: Serv
         assert "field 'created_at' must be a date between 1900-01-01 and 2200-12-31" in item["error"]
 
 
-def test_a_body_above_the_limit_is_refused_before_it_is_read(server: Server) -> None:
+def test_the_edge_refuses_big_bodies_unread_and_other_media_types_and_takes_bearer_in_any_case(
+    server: Server,
+) -> None:
     host, port = server.url.removeprefix("http://").split(":")
     request = (
         f"POST /churn/score HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
@@ -279,6 +284,13 @@ def test_a_body_above_the_limit_is_refused_before_it_is_read(server: Server) -> 
         "/churn/score", {"customers": [{"customer_id": "X"}]}, headers={"Authorization": f"bearer {TOKEN}"}
     )
     assert lower.status_code == 200  # the scheme name is case-insensitive
+    jsonp = httpx.post(
+        server.url + "/churn/score",
+        content=b'{"customers": [{"customer_id": "X"}]}',
+        headers={**server.headers(), "content-type": "application/jsonp"},
+        timeout=60,
+    )
+    assert jsonp.status_code == 415
 
 
 def test_batch_limit(server: Server) -> None:
