@@ -14,22 +14,15 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import pandas as pd
+from _serve import served
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _leads(dataset_name: str, n: int) -> tuple[list[dict], str]:
@@ -70,31 +63,12 @@ def main() -> int:
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(os.environ.get("SALESML_BENCH_LOG", "/tmp/salesml-bench-serve.log"), "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [str(BIN / "salesml"), "serve", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, **({"PYTHONPATH": str(args.server_code.resolve())} if args.server_code else {})},
-        cwd=args.server_code,
-    )
     report: dict[str, object] = {
         "machine": f"{os.cpu_count()} cores",
         "server_code": str(args.server_code or "this checkout"),
         "cases": [],
     }
-    try:
-        for _ in range(180):
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        models = {m["name"]: m for m in httpx.get(url + "/models", timeout=10).json()["models"]}
+    with served(code=args.server_code) as (url, models):
         lead_model = models["lead_score"]
         report["lead_score"] = f"v{lead_model['version']} ({lead_model['dataset']})"
         items, numeric = _leads(lead_model["dataset"], max(args.sizes))
@@ -120,9 +94,6 @@ def main() -> int:
                         "errors": errors,
                     }
                 )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
     print(json.dumps(report, indent=2))
     return 0
 

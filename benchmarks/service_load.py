@@ -20,23 +20,16 @@ import gc
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from _serve import served
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -103,7 +96,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1, help="salesml serve --workers")
     parser.add_argument("--threads", type=int, default=1, help="salesml serve --threads")
     args = parser.parse_args()
-    # `timeout` and Ctrl-C end the run through SystemExit, so the finally below always stops the server.
+    # `timeout` and Ctrl-C end the run through SystemExit, so leaving `served` always stops the server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from features.churn_snapshot import read_churn_snapshot
@@ -112,27 +105,13 @@ def main() -> int:
     from training.registry import connect
 
     connect()
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(os.environ.get("SALESML_BENCH_LOG", "/tmp/salesml-bench-serve.log"), "w")  # noqa: SIM115
-    serve = [str(BIN / "salesml"), "serve", "--port", str(port)]
-    if (args.workers, args.threads) != (1, 1):
-        serve += ["--workers", str(args.workers), "--threads", str(args.threads)]
-    proc = subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    extra = ("--workers", str(args.workers), "--threads", str(args.threads))
     report: dict[str, object] = {
         "machine": f"{os.cpu_count()} cores",
         "serve": {"workers": args.workers, "threads": args.threads},
         "load_before": os.getloadavg(),
     }
-    try:
-        for _ in range(180):
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        models = {m["name"]: m for m in httpx.get(url + "/models", timeout=10).json()["models"]}
+    with served(extra if (args.workers, args.threads) != (1, 1) else ()) as (url, models):
         report["models"] = {k: v["version"] + " (" + v["dataset"] + ")" for k, v in models.items()}
 
         snapshot, _ = read_churn_snapshot(models["churn_risk"]["dataset"])
@@ -209,9 +188,6 @@ def main() -> int:
             "forecast_100": report["forecast_100_nodes"]["p50_ms"] / inproc["forecast_100"],
         }
         report["load_after"] = os.getloadavg()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.out:
