@@ -258,9 +258,17 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
         bad = converted.isna() & original.notna()
         if rule and bad.any():
             violations.append(
-                Violation(name, col, table.columns[col], rule, int(bad.sum()), _examples(frame, bad, [col]))
+                Violation(
+                    name, col, table.columns.get(col), rule, int(bad.sum()), _examples(frame, bad, [col])
+                )
             )
         frame[col] = converted
+
+    for target, factors in table.multiply.items():  # factors are numeric: NUMERIC_COLUMNS or types
+        product = frame[factors[0]].astype("float64")
+        for factor in factors[1:]:
+            product = product * frame[factor].astype("float64")
+        frame[target] = product
 
     not_null = [c for c in frame.columns if c in ID_COLUMNS or c in {"time", OUTCOME}]
     if table.role is Role.transactions:
@@ -274,7 +282,7 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                 Violation(
                     name,
                     col,
-                    table.columns[col],
+                    table.columns.get(col, "+".join(table.multiply.get(col, []))),
                     "must not be empty",
                     int(nulls.sum()),
                     _examples(frame, nulls, list(frame.columns)[:6]),

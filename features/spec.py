@@ -195,6 +195,11 @@ class TableSpec(_Strict):
     where: dict[str, list[Any]] = Field(
         default_factory=dict, description="keep only rows whose canonical column has one of these values"
     )
+    multiply: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="canonical column computed as the product of mapped numeric columns, e.g. "
+        "{amount: [quantity, unit_price]} for invoice lines",
+    )
 
     @field_validator("columns")
     @classmethod
@@ -214,7 +219,20 @@ class TableSpec(_Strict):
     def _coherent(self) -> TableSpec:
         if (self.path is None) == (self.sql is None):
             raise ValueError("give exactly one of 'path' or 'sql'")
-        missing = [c for c in _REQUIRED[self.role] if c not in self.columns and c != self.id_from_row_number]
+        for target, factors in self.multiply.items():
+            if not _NAME.match(target) or target in self.columns:
+                raise ValueError(
+                    f"multiply: {target!r} must be a new lower_snake_case column, not a mapped one"
+                )
+            if len(factors) < 2 or any(f not in self.columns for f in factors):
+                raise ValueError(
+                    f"multiply: {target!r} needs two or more canonical columns of this table, got {factors}"
+                )
+        missing = [
+            c
+            for c in _REQUIRED[self.role]
+            if c not in self.columns and c not in self.multiply and c != self.id_from_row_number
+        ]
         if missing:
             raise ValueError(f"a {self.role.value} table must map the role(s) {missing} in 'columns'")
         if self.role is Role.lookup and (self.key is None or self.key not in self.columns):

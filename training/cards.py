@@ -64,6 +64,28 @@ def _md_table(frame: Any, max_rows: int = 25) -> str:
     return "\n".join(lines)
 
 
+def _forecast_choice(params: dict[str, str], tags: dict[str, str]) -> list[str]:
+    """The forecast's choice: what is served, on which cutoffs it was chosen, and its ratio per level."""
+    on = params.get("chosen_on", "?")
+    lines = [
+        "## Forecast choice",
+        f"- served as `chosen`: {params['chosen_model']}, chosen on the {on} cutoffs "
+        f"({params.get('choice_cutoffs', '?')}); the evaluation cutoffs ({params.get('backtest_cutoffs', '?')}) "
+        + ("only measured it" if on == "calibration" else "also chose it: its figures carry that choice"),
+        f"- LightGBM objective: {params.get('lgbm_objective', '?')}; baselines: {params.get('baselines', '?')}; "
+        f"share of zero periods at the bottom: {params.get('intermittent_share', '?')}",
+    ]
+    try:
+        per_level = json.loads(params.get("level_models", "{}"))
+    except ValueError:
+        per_level = {}
+    for level, model in per_level.items():
+        ratio = tags.get(f"metric.ratio_{level}")
+        shown = f"{float(ratio):.3f}" if ratio else "?"
+        lines.append(f"- {level}: {model}; WAPE / best baseline on the evaluation windows {shown}")
+    return lines
+
+
 def build_card(name: str, version: str) -> str:
     """The Markdown card of ``name`` version ``version`` (registry tags, run params / metrics, audit trail)."""
     from mlflow import MlflowClient
@@ -114,6 +136,8 @@ def build_card(name: str, version: str) -> str:
         lines += ["", "## Metrics against baselines (evaluation data)", _md_table(tables["metrics.csv"])]
     elif metrics:
         lines += ["", "## Run metrics", *[f"- {k}: {v:.4f}" for k, v in sorted(metrics.items())][:60]]
+    if "chosen_model" in params:
+        lines += ["", *_forecast_choice(params, tags)]
     if "calibration" in params:
         lines += [
             "",

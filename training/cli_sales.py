@@ -13,10 +13,9 @@ from rich.table import Table
 from features.errors import SalesmlError
 from features.spec import load_spec, resolve_spec_path
 from training.cli import app, backtest_app, train_app
-
-# The files training.forecast.report.write_backtest writes (named here so --out is checked before the
-# forecasting stack is imported).
-BACKTEST_FILES = ("forecasts.parquet", "metrics.csv", "totals.parquet")
+from training.forecast.config import (
+    BACKTEST_FILES,
+)  # light: --out is checked before the forecasting stack loads
 
 __all__ = ["backtest_sales", "plan", "train_sales_cmd"]
 
@@ -57,6 +56,14 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
     return table
 
 
+def _summary_title(result) -> str:  # noqa: ANN001 - a BacktestResult, imported lazily
+    cal = ", ".join(result.recipe.choice_cutoffs)
+    return (
+        f"chosen {result.chosen} on the {result.recipe.chosen_on} cutoffs ({cal}); WAPE / bias on the "
+        "evaluation windows, ratio = chosen WAPE / best baseline WAPE"
+    )
+
+
 def _progress(msg: str) -> None:
     _out.print(f"[dim]{msg}[/dim]")
 
@@ -76,7 +83,12 @@ def parse_target(text: str) -> float:
 def backtest_sales(
     dataset: _Dataset,
     out: Annotated[
-        str, typer.Option("--out", help="Folder for forecasts.parquet, metrics.csv and totals.parquet.")
+        str,
+        typer.Option(
+            "--out",
+            help="Folder for forecasts.parquet, metrics.csv, totals.parquet, scales.parquet, selection.csv "
+            "and cutoffs.csv.",
+        ),
     ],
     fast: _Fast = False,
 ) -> None:
@@ -91,10 +103,9 @@ def backtest_sales(
     series, result = backtest_dataset(dataset, _config(fast), progress=_progress)
     paths = write_backtest(result, out)
     cuts = ", ".join(str(c.date()) for c in result.cutoffs.evaluation)
-    _out.print(
-        _table(result.metrics, f"backtest {dataset}: cutoffs {cuts}, {result.cutoffs.window} periods each")
-    )
-    _out.print(_table(summary_table(result, series.levels), f"chosen {result.chosen} vs best baseline"))
+    shown = result.metrics[~result.metrics["model"].str.contains("/", regex=False)]
+    _out.print(_table(shown, f"backtest {dataset}: cutoffs {cuts}, {result.cutoffs.window} periods each"))
+    _out.print(_table(summary_table(result, series.levels), _summary_title(result)))
     for name, path in paths.items():
         _out.print(f"wrote {name}: {path}")
 
@@ -116,7 +127,7 @@ def train_sales_cmd(
     from training.forecast.train import MODEL_NAME, train_sales
 
     res = train_sales(dataset, promote=promote, config=_config(fast), progress=_progress)
-    _out.print(_table(summary_table(res.backtest, res.series.levels), f"backtest {dataset}"))
+    _out.print(_table(summary_table(res.backtest, res.series.levels), _summary_title(res.backtest)))
     _out.print(
         f"run {res.run_id}: registered {MODEL_NAME} v{res.version} (model {res.backtest.chosen}, "
         f"data to {res.series.end.date()}, eval_key {res.eval_key}) in {res.seconds:.0f} s"

@@ -13,18 +13,23 @@ from features.errors import SalesmlError
 from features.load import load_dataset
 from features.series import build_series
 from training.forecast.backtest import choose_weight, forecast_at, run_backtest
-from training.forecast.config import ForecastConfig
+from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM, ForecastConfig
 from training.forecast.intervals import interval_columns, step_intervals
 from training.forecast.pyfunc import SalesForecastModel
 from training.forecast.quarters import forecast_quarters
-from training.forecast.report import write_backtest
+from training.forecast.report import summary_table, write_backtest
 from training.forecast.serve_api import forecast_nodes, plan_target, quarter_totals
 
-# Small trees and no extra calibration cutoff keep the module to a handful of fits.
+# Small trees keep the module to a handful of fits; two calibration cutoffs choose, as in the default.
 FAST = ForecastConfig(
-    n_calibration=0,
     lgbm_params={"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 15, "n_jobs": 1, "verbose": -1},
 )
+KEYS = ("cutoff", "unique_id", "level", "ds", "y")
+
+
+def _bounded(backtest) -> list[str]:
+    """The models whose intervals the backtest calibrates: the baselines, LightGBM and the served forecast."""
+    return [*backtest.baselines, LGBM, CHOSEN]
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +49,17 @@ def artifacts(series, backtest):
 
 def test_backtest_file_contract(backtest, tmp_path: Path) -> None:
     paths = write_backtest(backtest, tmp_path)
+    assert sorted(p.name for p in paths.values()) == sorted(BACKTEST_FILES)
     fc = pd.read_parquet(paths["forecasts"])
-    for col in ("cutoff", "unique_id", "level", "ds", "y"):
-        assert col in fc.columns
-    for model in backtest.models:
-        assert model in fc.columns
+    # only keys, model columns (the served one as `chosen`) and their interval columns
+    intervals = {c for m in backtest.models for lv in (80, 95) for c in interval_columns(m, lv)}
+    assert set(fc.columns) - set(KEYS) - set(backtest.models) <= intervals
+    assert set(KEYS) <= set(fc.columns) and CHOSEN in fc.columns
+    for model in _bounded(backtest):
         for lv in (80, 95):
             lo, hi = interval_columns(model, lv)
             assert lo in fc.columns and hi in fc.columns
+    np.testing.assert_allclose(fc[CHOSEN], fc[backtest.chosen])
     # the same calendar cutoffs for every series, at least 4 windows of one quarter
     assert fc["cutoff"].nunique() >= 4
     assert fc.groupby("unique_id")["cutoff"].nunique().eq(fc["cutoff"].nunique()).all()
@@ -73,6 +81,28 @@ def test_backtest_file_contract(backtest, tmp_path: Path) -> None:
         assert col in metrics.columns
     assert set(metrics["model"]) == set(backtest.models)
     assert set(metrics["level"]) == set(fc["level"])
+    # which cutoffs chose and which measured
+    cuts = pd.read_csv(paths["cutoffs"], parse_dates=["cutoff"])
+    assert set(cuts.loc[cuts["role"] == "evaluation", "cutoff"]) == set(fc["cutoff"])
+    cal = cuts[cuts["role"] == "calibration"]
+    assert len(cal) == 2 and cal["chose"].all() and not cal["measured"].any()
+    assert (cal["cutoff"] < fc["cutoff"].min()).all()
+    assert not cuts.loc[cuts["role"] == "evaluation", "chose"].any()
+    scales = pd.read_parquet(paths["scales"])
+    assert list(scales.columns) == ["cutoff", "unique_id", "scale"] and (scales["scale"] >= 1).all()
+    selection = pd.read_csv(paths["selection"])
+    assert (selection.loc[selection["role"] == "chosen", "model"] == backtest.chosen).all()
+
+
+def test_summary_names_the_choice_per_level(series, backtest) -> None:
+    table = summary_table(backtest, series.levels)
+    assert list(table["level"]) == series.levels
+    assert table["chosen_on"].eq("calibration").all()
+    m = backtest.metrics
+    for _, row in table.iterrows():
+        part = m[m["level"] == row["level"]].set_index("model")["wape"]
+        assert row["ratio"] == pytest.approx(part[CHOSEN] / part[backtest.baselines].min())
+        assert row["chosen"].endswith("/" + backtest.recipe.method)
 
 
 def test_reconciled_forecasts_add_up(series, backtest) -> None:
@@ -91,12 +121,11 @@ def test_reconciled_forecasts_add_up(series, backtest) -> None:
 
 def test_no_inverted_interval(backtest, artifacts) -> None:
     fc = backtest.forecasts
-    for model in backtest.models:
+    for model in _bounded(backtest):
         lo80, hi80 = interval_columns(model, 80)
         lo95, hi95 = interval_columns(model, 95)
         ok = fc[lo80].notna()
-        # without a calibration cutoff (FAST) only the first window lacks earlier errors to calibrate on
-        assert ok[fc["cutoff"] > fc["cutoff"].min()].all()
+        assert ok.all()  # the calibration cutoffs' errors calibrate the first window
         f = fc[ok]
         assert (f[lo80] <= f[model] + 1e-9).all() and (f[model] <= f[hi80] + 1e-9).all()
         assert (f[lo95] <= f[lo80] + 1e-9).all() and (f[hi80] <= f[hi95] + 1e-9).all()
@@ -117,27 +146,33 @@ def test_forecasts_at_a_cutoff_ignore_later_data(small_synthetic_spec: Path, ser
     altered = build_series(altered_ds)
     assert not altered.Y[altered.Y["ds"] > c1]["y"].equals(series.Y[series.Y["ds"] > c1]["y"])
 
-    def at(s, raw0=None, raw1=None):
-        raw0 = forecast_at(s, c0, backtest.cutoffs.horizon, FAST) if raw0 is None else raw0
-        raw1 = forecast_at(s, c1, backtest.cutoffs.horizon, FAST) if raw1 is None else raw1
+    def at(s):
+        h, recipe, baselines = backtest.cutoffs.horizon, backtest.recipe, backtest.baselines
+        raw0 = forecast_at(s, c0, h, FAST, recipe, baselines)
+        raw1 = forecast_at(s, c1, h, FAST, recipe, baselines)
         hist = raw0[raw0["ds"] <= c1]
         cur = raw1[raw1["step"] <= backtest.cutoffs.window]
-        for m in backtest.models:
+        for m in [*baselines, LGBM, CHOSEN]:
             cur = step_intervals(cur, hist, m, (80, 95), nonnegative=s.nonnegative)
         return cur.drop(columns="y").sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
-    raw = backtest.raw  # the original data's forecasts at both cutoffs, made during the backtest
-    original = at(series, raw[raw["cutoff"] == c0], raw[raw["cutoff"] == c1])
+    original = at(series)
+    # the served recipe at c0 is what the backtest measured there
+    made = backtest.raw[backtest.raw["cutoff"] == c0].set_index(["unique_id", "ds"])[CHOSEN]
+    again = forecast_at(series, c0, backtest.cutoffs.horizon, FAST, backtest.recipe, backtest.baselines)
+    np.testing.assert_allclose(
+        again.set_index(["unique_id", "ds"])[CHOSEN].reindex(made.index), made, rtol=1e-9, atol=1e-6
+    )
     pd.testing.assert_frame_equal(original, at(altered), check_like=True)
 
 
 def test_blend_weight_chosen_on_the_calibration_window_only(series, backtest) -> None:
-    # without a calibration cutoff (FAST) the blend is the plain mean, at every cutoff
-    assert backtest.combine_weight == 0.5
     raw = backtest.raw
+    weight = backtest.recipe.weight
+    assert weight in FAST.combine_grid
     both = (raw["LGBM"] > 0) & (raw["SeasonalNaive"] > 0)  # the blend is clipped after blending
     assert both.mean() > 0.5
-    blend = 0.5 * raw.loc[both, "LGBM"] + 0.5 * raw.loc[both, "SeasonalNaive"]
+    blend = weight * raw.loc[both, "LGBM"] + (1 - weight) * raw.loc[both, "SeasonalNaive"]
     np.testing.assert_allclose(raw.loc[both, "LGBM+SN"], blend, rtol=1e-9, atol=1e-9)
 
     cutoff = backtest.cutoffs.evaluation[0]
@@ -241,3 +276,66 @@ def test_pyfunc_predict_without_refit(artifacts, tmp_path: Path) -> None:
     model.load_context(_Ctx())
     out = model.predict(None, pd.DataFrame({"unique_id": ["total"]}))
     pd.testing.assert_frame_equal(out, forecast_nodes(artifacts, nodes=["total"]), check_dtype=False)
+
+
+def _seasonal_panel():  # noqa: ANN202 - a HierarchicalSeries
+    """Two monthly bottom series that repeat one yearly pattern exactly, and their total."""
+    from features.series import HierarchicalSeries
+
+    ds = pd.date_range("2018-01-01", periods=72, freq="MS")
+    pattern = np.array([5, 3, 8, 12, 20, 30, 25, 18, 9, 4, 2, 7], dtype=float)
+    a, b = np.tile(pattern, 6), np.tile(pattern[::-1] * 2, 6)
+    Y = pd.concat(
+        [
+            pd.DataFrame({"unique_id": uid, "ds": ds, "y": y})
+            for uid, y in (("total", a + b), ("a", a), ("b", b))
+        ]
+    ).sort_values(["unique_id", "ds"], ignore_index=True)
+    nodes = pd.DataFrame(
+        {
+            "unique_id": ["total", "a", "b"],
+            "level": ["total", "bottom", "bottom"],
+            "hierarchy": [None, 0, 0],
+            "depth": [0, 1, 1],
+            "parent": [None, "total", "total"],
+            "is_bottom": [False, True, True],
+        }
+    )
+    S = pd.DataFrame({"unique_id": ["total", "a", "b"], "a": [1.0, 1.0, 0.0], "b": [1.0, 0.0, 1.0]})
+    tags = {"total": np.array(["total"]), "bottom": np.array(["a", "b"])}
+    return HierarchicalSeries(
+        Y=Y,
+        nodes=nodes,
+        S=S,
+        tags=tags,
+        bottom_level="bottom",
+        freq="MS",
+        season_length=12,
+        static=pd.DataFrame({"unique_id": ["total", "a", "b"]}),
+        hierarchies=[["bottom"]],
+    )
+
+
+def test_a_baseline_is_served_where_it_wins() -> None:
+    # seasonal naive is exact on this panel: whatever else competes, the served forecast must be made of it
+    series = _seasonal_panel()
+    result = run_backtest(series, FAST)
+    assert result.recipe.chosen_on == "calibration"
+    assert {result.recipe.level_model(lvl) for lvl in series.levels} == {"SeasonalNaive"}
+    chosen = result.metrics[result.metrics["model"] == CHOSEN].set_index("level")["wape"]
+    assert chosen.max() < 1e-9
+
+
+@pytest.mark.slow
+def test_the_choice_never_sees_the_evaluation_windows(small_synthetic_spec: Path, series, backtest) -> None:
+    # changing every actual after the first evaluation cutoff changes the measurements, never the choice
+    first = backtest.cutoffs.evaluation[0]
+    altered_ds = load_dataset(small_synthetic_spec)
+    orders = altered_ds.tables["orders"]
+    later = orders["time"] > first + pd.Timedelta(days=7)  # after the period labelled `first`
+    orders.loc[later, "amount"] = orders.loc[later, "amount"] * 0.2
+    altered = build_series(altered_ds)
+    again = run_backtest(altered, FAST)
+    assert again.recipe == backtest.recipe
+    pd.testing.assert_frame_equal(again.selection, backtest.selection)
+    assert not again.metrics.equals(backtest.metrics)

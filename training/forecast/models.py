@@ -13,17 +13,48 @@ import numpy as np
 import pandas as pd
 
 from features.series import HierarchicalSeries
-from training.forecast.config import COMBINED, LGBM, SEASONAL_NAIVE, ForecastConfig, auto_model_name
+from training.forecast.config import LGBM, SEASONAL_NAIVE, ForecastConfig
 
-__all__ = ["base_forecasts", "combine", "lgbm_forecast", "stats_forecast"]
+__all__ = [
+    "base_forecasts",
+    "combine",
+    "intermittent_share",
+    "lgbm_column",
+    "lgbm_forecast",
+    "stats_forecast",
+]
 
 
-def _lgbm_setup(n_train: int, season: int, freq: str) -> tuple[list[int], dict, list]:
-    """Lags, lag transforms and target transforms that the history length allows."""
+def lgbm_column(objective: str | None) -> str:
+    """The column of a LightGBM forecast: ``LGBM``, or ``LGBM@<objective>`` while objectives compete."""
+    return LGBM if objective is None else f"{LGBM}@{objective}"
+
+
+def intermittent_share(train: pd.DataFrame, bottom_ids: list[str]) -> float:
+    """Share of zero periods over the bottom series of ``train`` (``unique_id, ds, y``)."""
+    y = train.loc[train["unique_id"].isin(set(bottom_ids)), "y"]
+    return float((y == 0).mean()) if len(y) else 0.0
+
+
+def _lgbm_setup(n_train: int, season: int, freq: str, objective: str = "l1") -> tuple[list[int], dict, list]:
+    """Lags, lag transforms and target transforms that the history length allows.
+
+    A ``tweedie`` / ``poisson`` model learns the raw, non-negative target (its log link needs it): no
+    differences and no centring, and the seasonal lag where the history has room for it.
+    """
     from mlforecast.lag_transforms import RollingMean
     from mlforecast.target_transforms import Differences, LocalStandardScaler
 
     weekly = freq.startswith("W")
+    if objective in ("tweedie", "poisson"):
+        candidates = [1, 2, 3, 4, 6, 8, 13] if weekly else [1, 2, 3, 6]
+        lags = [lag for lag in candidates if lag <= max(n_train - 4, 1)] or [1]
+        if n_train >= season + (26 if weekly else 6):
+            lags.append(season)
+        transforms = {1: [RollingMean(4), RollingMean(13)]} if weekly and n_train > 20 else {}
+        if not weekly and n_train > 8:
+            transforms = {1: [RollingMean(3), RollingMean(6)]}
+        return lags, transforms, []
     seasonal = n_train >= season + (26 if weekly else 6)
     usable = n_train - (season if seasonal else 0) - 2
     # Weekly lags stop at 8 and the rolling means start at lag 1: mlforecast drops every row whose features
@@ -84,19 +115,36 @@ def _exog_frames(
 
 
 def lgbm_forecast(
-    series: HierarchicalSeries, train: pd.DataFrame, cutoff: pd.Timestamp, h: int, config: ForecastConfig
+    series: HierarchicalSeries,
+    train: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    h: int,
+    config: ForecastConfig,
+    *,
+    objective: str | None = None,
+    name: str = LGBM,
 ) -> pd.DataFrame:
-    """Global LightGBM over every node (recursive, mlforecast), ``unique_id, ds, LGBM``."""
+    """Global LightGBM over every node (recursive, mlforecast), ``unique_id, ds, <name>``.
+
+    ``objective`` overrides ``config.lgbm_params['objective']`` (``l1``, ``tweedie``, ``poisson`` ...).
+    """
     import lightgbm as lgb
     from mlforecast import MLForecast
 
-    n_train = train["ds"].nunique()
-    lags, transforms, target = _lgbm_setup(n_train, series.season_length, series.freq)
-    df, X_df, static_cols, _ = _exog_frames(series, train, cutoff, h)
     params = dict(config.lgbm_params)
+    if objective is not None:
+        params["objective"] = objective
     params["n_jobs"] = min(int(params.get("n_jobs", 2)), 2)
+    n_train = train["ds"].nunique()
+    lags, transforms, target = _lgbm_setup(
+        n_train, series.season_length, series.freq, str(params.get("objective", "l1"))
+    )
+    df, X_df, static_cols, _ = _exog_frames(series, train, cutoff, h)
+    if params["objective"] in ("tweedie", "poisson"):
+        # a log link needs y >= 0: the few negative periods of "non-negative" data (returns) count as zero
+        df = df.assign(y=df["y"].clip(lower=0.0))
     fcst = MLForecast(
-        models={LGBM: lgb.LGBMRegressor(**params)},
+        models={name: lgb.LGBMRegressor(**params)},
         freq=series.freq,
         lags=lags,
         lag_transforms=transforms,
@@ -107,27 +155,43 @@ def lgbm_forecast(
         warnings.simplefilter("ignore")
         fcst.fit(df, static_features=static_cols)
         out = fcst.predict(h, X_df=X_df)
-    return out[["unique_id", "ds", LGBM]]
+    if series.nonnegative:
+        out[name] = out[name].clip(lower=0.0)
+    return out[["unique_id", "ds", name]]
+
+
+def _stats_model(name: str, season: int):  # noqa: ANN202 - a statsforecast model
+    from statsforecast.models import ADIDA, TSB, AutoETS, AutoTheta, CrostonSBA, SeasonalNaive, Theta
+
+    if name == SEASONAL_NAIVE:
+        return SeasonalNaive(season_length=season, alias=name)
+    if name == "TSB":  # the smoothing constants of the TSB paper's examples; not tuned here
+        return TSB(alpha_d=0.2, alpha_p=0.2, alias=name)
+    if name in ("CrostonSBA", "ADIDA"):
+        return {"CrostonSBA": CrostonSBA, "ADIDA": ADIDA}[name](alias=name)
+    return {"AutoTheta": AutoTheta, "AutoETS": AutoETS, "Theta": Theta}[name](
+        season_length=season, alias=name
+    )
 
 
 def stats_forecast(
-    series: HierarchicalSeries, train: pd.DataFrame, h: int, config: ForecastConfig, *, auto: bool = True
+    series: HierarchicalSeries, train: pd.DataFrame, h: int, config: ForecastConfig, names: list[str]
 ) -> pd.DataFrame:
-    """Seasonal naive and the automatic baseline at every node, ``unique_id, ds, SeasonalNaive, <auto>``."""
+    """The statistical baselines ``names`` at every node, ``unique_id, ds, <name>...``.
+
+    Seasonal naive needs one season of history and the seasonal models two; shorter histories use season 1.
+    """
     from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS, AutoTheta, Naive, SeasonalNaive, Theta
+    from statsforecast.models import Naive
 
     n_train = train["ds"].nunique()
     season = series.season_length
-    sn_season = season if n_train >= season else 1
-    auto_season = season if n_train >= 2 * season else 1
-    models = [SeasonalNaive(season_length=sn_season, alias=SEASONAL_NAIVE)]
-    if auto:
-        name = auto_model_name(config, season)
-        auto_cls = {"AutoTheta": AutoTheta, "AutoETS": AutoETS, "Theta": Theta}[name]
-        models.append(auto_cls(season_length=auto_season, alias=name))
+    models = []
+    for name in names:
+        need = 1 if name == SEASONAL_NAIVE else 2
+        models.append(_stats_model(name, season if n_train >= need * season else 1))
     # Series too short for a model (tiny histories) fall back to the naive forecast.
-    sf = StatsForecast(models=models, freq=series.freq, n_jobs=1, fallback_model=Naive())
+    sf = StatsForecast(models=models, freq=series.freq, n_jobs=config.stats_n_jobs, fallback_model=Naive())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = sf.forecast(h=h, df=train[["unique_id", "ds", "y"]])
@@ -140,21 +204,21 @@ def base_forecasts(
     h: int,
     config: ForecastConfig,
     *,
-    baselines: bool = True,
-    weight: float | None = 0.5,
+    baselines: list[str],
+    objectives: tuple[str, ...] = ("l1",),
 ) -> pd.DataFrame:
-    """All base models at every node from the data up to ``cutoff``: ``unique_id, ds, <model>...``.
+    """The base models at every node from the data up to ``cutoff``: ``unique_id, ds, <model>...``.
 
-    ``LGBM+SN`` is ``weight * LightGBM + (1 - weight) * seasonal naive`` (see :func:`combine`); with
-    ``weight=None`` it is left out (the backtest adds it once the weight is chosen on calibration cutoffs).
-    With ``baselines=False`` the automatic statistical baseline is skipped (seasonal naive is cheap and kept).
+    One LightGBM per objective: a single objective gives the column ``LGBM``, several give
+    ``LGBM@<objective>`` each (:func:`lgbm_column`). The blends are built from these columns later
+    (:mod:`training.forecast.select`), once their weights and members are chosen on calibration cutoffs.
     """
     train = series.truncate(cutoff)
-    lgbm = lgbm_forecast(series, train, cutoff, h, config)
-    stats = stats_forecast(series, train, h, config, auto=baselines)
-    out = stats.merge(lgbm, on=["unique_id", "ds"], how="outer")
-    if config.combine and weight is not None:
-        out[COMBINED] = combine(out, weight)
+    out = stats_forecast(series, train, h, config, baselines)
+    for obj in objectives:
+        name = LGBM if len(objectives) == 1 else lgbm_column(obj)
+        lgbm = lgbm_forecast(series, train, cutoff, h, config, objective=obj, name=name)
+        out = out.merge(lgbm, on=["unique_id", "ds"], how="outer")
     return out.sort_values(["unique_id", "ds"]).reset_index(drop=True)
 
 

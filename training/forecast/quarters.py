@@ -15,7 +15,7 @@ import pandas as pd
 from features.series import HierarchicalSeries
 from training.forecast.artifacts import FORECAST_COLUMNS, QUARTER_COLUMNS, ForecastArtifacts
 from training.forecast.backtest import BacktestResult, forecast_at
-from training.forecast.config import ForecastConfig
+from training.forecast.config import CHOSEN, ForecastConfig
 from training.forecast.intervals import (
     DIST_PROBS,
     interval_columns,
@@ -50,20 +50,13 @@ def forecast_quarters(
     series: HierarchicalSeries, backtest: BacktestResult, config: ForecastConfig, *, meta: dict | None = None
 ) -> ForecastArtifacts:
     """Refit the chosen model on all data and build the artifacts serving needs."""
-    chosen = backtest.chosen
-    base_model, method = chosen.split("/", 1)
+    chosen = CHOSEN
+    recipe = backtest.recipe
     periods = quarter_periods(series)
     n_rest, n_next = len(periods["current_rest"]), len(periods["next"])
     h = n_rest + n_next
     cur = forecast_at(
-        series,
-        series.end,
-        h,
-        config,
-        methods=(method,),
-        candidates=(base_model,),
-        baselines=False,
-        weight=backtest.combine_weight,
+        series, series.end, h, config, recipe, recipe.baselines_needed(backtest.baselines, config)
     )
     hist = backtest.raw[backtest.raw["ds"] <= series.end]
     cur = step_intervals(
@@ -135,7 +128,9 @@ def forecast_quarters(
         "cutoff": str(series.end.date()),
         "freq": series.freq,
         "season_length": series.season_length,
-        "model": chosen,
+        "model": recipe.name,
+        "recipe": recipe.to_dict(),
+        "level_models": {lvl: recipe.level_model(lvl) for lvl in series.levels},
         "combine_weight": backtest.combine_weight,
         "levels": list(config.levels),
         "bottom_level": series.bottom_level,

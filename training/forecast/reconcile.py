@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.series import HierarchicalSeries
 
-__all__ = ["reconcile", "reconciled_name"]
+__all__ = ["methods_for", "reconcile", "reconciled_name"]
 
 
 def reconciled_name(model: str, method: str) -> str:
@@ -45,35 +45,43 @@ def _bottom_up(series: HierarchicalSeries, frame: pd.DataFrame, col: str, clip: 
     return frame[["unique_id", "ds"]].merge(long, on=["unique_id", "ds"], how="left")[col]
 
 
+def methods_for(series: HierarchicalSeries, methods: tuple[str, ...], max_bottom: int) -> tuple[str, ...]:
+    """The methods that fit the hierarchy's size: above ``max_bottom`` bottom series only ``BottomUp``."""
+    if len(series.bottom_ids) <= max_bottom:
+        return methods
+    return tuple(m for m in methods if m == "BottomUp") or ("BottomUp",)
+
+
+def _hf_label(method: str) -> str:
+    """hierarchicalforecast's column label of a method (``MinTrace_ols`` -> ``MinTrace_method-ols``)."""
+    return method.replace("MinTrace_", "MinTrace_method-")
+
+
 def reconcile(
-    series: HierarchicalSeries, base: pd.DataFrame, model: str, methods: tuple[str, ...]
+    series: HierarchicalSeries, base: pd.DataFrame, models: str | list[str], methods: tuple[str, ...]
 ) -> pd.DataFrame:
-    """Add one column ``{model}/{method}`` per method to ``base`` (``unique_id, ds, <models>``)."""
+    """Add one column ``{model}/{method}`` per model and method to ``base`` (``unique_id, ds, <models>``)."""
     from hierarchicalforecast.core import HierarchicalReconciliation
 
+    models = [models] if isinstance(models, str) else list(models)
+    out = base.copy()
     if len(series.tags) == 1:  # a single series: nothing to reconcile
-        out = base.copy()
-        for m in methods:
-            out[reconciled_name(model, m)] = out[model]
+        for model in models:
+            for m in methods:
+                out[reconciled_name(model, m)] = out[model]
         return out
-    hat = base[["unique_id", "ds", model]].copy()
+    hat = base[["unique_id", "ds", *models]].copy()
     hrec = HierarchicalReconciliation(reconcilers=[_method(m) for m in methods])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rec = hrec.reconcile(Y_hat_df=hat, tags=series.tags, S_df=series.S)
-    rec = rec.drop(columns=[model])
-    rename = {}
-    for col in rec.columns:
-        if col in ("unique_id", "ds"):
-            continue
-        for m in methods:
-            label = col.removeprefix(f"{model}/")
-            if label.replace("MinTrace_method-", "MinTrace_").replace("BottomUp", "BottomUp") == m:
-                rename[col] = reconciled_name(model, m)
-    rec = rec.rename(columns=rename)
-    out = base.merge(rec, on=["unique_id", "ds"], how="left")
+    rename = {f"{model}/{_hf_label(m)}": reconciled_name(model, m) for model in models for m in methods}
+    missing = [c for c in rename if c not in rec.columns]
+    if missing:
+        raise RuntimeError(f"hierarchicalforecast returned no column {missing[0]!r}; got {list(rec.columns)}")
+    rec = rec[["unique_id", "ds", *rename]].rename(columns=rename)
+    out = out.merge(rec, on=["unique_id", "ds"], how="left")
     if series.nonnegative:
-        for m in methods:
-            col = reconciled_name(model, m)
+        for col in rename.values():
             out[col] = _bottom_up(series, out, col, clip=True).to_numpy()
     return out

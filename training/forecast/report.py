@@ -9,33 +9,65 @@ import pandas as pd
 from features.series import HierarchicalSeries
 from training.forecast.artifacts import ForecastArtifacts
 from training.forecast.backtest import BacktestResult
+from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM
 
-__all__ = ["level_metrics", "plot_error_by_level", "plot_fan_charts", "summary_table", "write_backtest"]
+__all__ = [
+    "BACKTEST_FILES",
+    "cutoff_table",
+    "forecast_contract",
+    "level_metrics",
+    "plot_error_by_level",
+    "plot_fan_charts",
+    "summary_table",
+    "write_backtest",
+]
+
+
+def forecast_contract(result: BacktestResult) -> pd.DataFrame:
+    """``forecasts.parquet``: ``cutoff, unique_id, level, ds, y``, the model columns (``chosen`` among them)
+    and their ``{model}-lo/hi-{level}`` columns, nothing else (the interval scale is in ``scales.parquet``)."""
+    return result.forecasts.drop(columns=["step", "scale"])
+
+
+def cutoff_table(result: BacktestResult) -> pd.DataFrame:
+    """One row per cutoff: its ``role`` (``calibration`` chose, ``evaluation`` measured) and window."""
+    cuts = result.cutoffs
+    rows = [{"cutoff": c, "role": "calibration"} for c in cuts.calibration]
+    rows += [{"cutoff": c, "role": "evaluation"} for c in cuts.evaluation]
+    out = pd.DataFrame(rows)
+    out["chose"] = out["cutoff"].dt.strftime("%Y-%m-%d").isin(result.recipe.choice_cutoffs)
+    out["measured"] = out["role"] == "evaluation"
+    out["window"] = cuts.window
+    return out
 
 
 def write_backtest(result: BacktestResult, out: str | Path) -> dict[str, Path]:
-    """Write ``forecasts.parquet``, ``metrics.csv`` and ``totals.parquet`` to ``out``: all three or none
+    """Write the backtest files (:data:`BACKTEST_FILES`) to ``out``: all or none
     (:func:`training.outputs.staged`)."""
     from training.outputs import staged
 
     out = Path(out)
-    paths = {
-        "forecasts": out / "forecasts.parquet",
-        "metrics": out / "metrics.csv",
-        "totals": out / "totals.parquet",
+    paths = {name.split(".")[0]: out / name for name in BACKTEST_FILES}
+    scales = result.forecasts[["cutoff", "unique_id", "scale"]].drop_duplicates(["cutoff", "unique_id"])
+    frames = {
+        "forecasts": forecast_contract(result),
+        "metrics": result.metrics,
+        "totals": result.totals,
+        "scales": scales.reset_index(drop=True),
+        "selection": result.selection,
+        "cutoffs": cutoff_table(result),
     }
-    frames = {"forecasts": result.forecasts, "metrics": result.metrics, "totals": result.totals}
     with staged({paths[k]: frames[k] for k in paths}):
         pass
     return paths
 
 
 def level_metrics(result: BacktestResult, bottom_level: str) -> dict[str, float]:
-    """MLflow metric names for the chosen model (``wape_total``, ``wape_bottom``, ``cov80_dept`` ...) and the
-    best baseline (``baseline_wape_<level>``)."""
+    """MLflow metric names for the served forecast (``wape_total``, ``wape_bottom``, ``cov80_dept`` ...) and
+    the best baseline (``baseline_wape_<level>``)."""
     m = result.metrics
     out: dict[str, float] = {}
-    chosen = m[m["model"] == result.chosen].set_index("level")
+    chosen = m[m["model"] == CHOSEN].set_index("level")
     base = m[m["model"].isin(result.baselines)]
     for level, row in chosen.iterrows():
         names = [level] + (["bottom"] if level == bottom_level and level != "bottom" else [])
@@ -49,11 +81,13 @@ def level_metrics(result: BacktestResult, bottom_level: str) -> dict[str, float]
                     if col in row and pd.notna(row[col]):
                         out[f"{key}{lv}_{name}"] = float(row[col])
             out[f"baseline_wape_{name}"] = float(base[base["level"] == level]["wape"].min())
+            out[f"ratio_{name}"] = out[f"wape_{name}"] / max(out[f"baseline_wape_{name}"], 1e-12)
     return out
 
 
 def summary_table(result: BacktestResult, levels: list[str]) -> pd.DataFrame:
-    """Per level: the chosen model's WAPE against the best baseline, and its coverage."""
+    """Per level: what the served forecast is made of, its WAPE and bias on the evaluation windows against
+    the best baseline there, its coverage, and on which cutoffs it was chosen."""
     m = result.metrics
     rows = []
     for level in levels:
@@ -64,15 +98,17 @@ def summary_table(result: BacktestResult, levels: list[str]) -> pd.DataFrame:
         rows.append(
             {
                 "level": level,
-                "chosen": result.chosen,
-                "wape": part.loc[result.chosen, "wape"],
+                "chosen": result.recipe.level_model(level) + "/" + result.recipe.method,
+                "chosen_on": result.recipe.chosen_on,
+                "wape": part.loc[CHOSEN, "wape"],
+                "bias": part.loc[CHOSEN, "bias"],
                 "best_baseline": base.idxmin(),
                 "baseline_wape": base.min(),
-                "ratio": part.loc[result.chosen, "wape"] / max(base.min(), 1e-12),
-                "cov_80": part.loc[result.chosen, "cov_80"],
-                "cov_95": part.loc[result.chosen, "cov_95"],
-                "qcov_80": part.loc[result.chosen, "qcov_80"],
-                "qcov_95": part.loc[result.chosen, "qcov_95"],
+                "ratio": part.loc[CHOSEN, "wape"] / max(base.min(), 1e-12),
+                "cov_80": part.loc[CHOSEN, "cov_80"],
+                "cov_95": part.loc[CHOSEN, "cov_95"],
+                "qcov_80": part.loc[CHOSEN, "qcov_80"],
+                "qcov_95": part.loc[CHOSEN, "qcov_95"],
             }
         )
     return pd.DataFrame(rows)
@@ -117,10 +153,12 @@ def plot_error_by_level(result: BacktestResult, levels: list[str], path: str | P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pivot = result.metrics.pivot(index="level", columns="model", values="wape").reindex(levels)
+    shown = [*result.baselines, LGBM, CHOSEN]
+    metrics = result.metrics[result.metrics["model"].isin(shown)]
+    pivot = metrics.pivot(index="level", columns="model", values="wape").reindex(levels)[shown]
     ax = pivot.plot.bar(figsize=(10, 4), rot=0)
     ax.set_ylabel("WAPE (backtest)")
-    ax.set_title(f"Backtest WAPE by level; chosen: {result.chosen}")
+    ax.set_title(f"Backtest WAPE by level; chosen = {result.chosen} ({result.recipe.chosen_on} cutoffs)")
     ax.legend(fontsize=7)
     fig = ax.get_figure()
     fig.tight_layout()

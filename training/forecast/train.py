@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -98,6 +99,15 @@ def train_sales(
                 "window": result.cutoffs.window,
                 "step": result.cutoffs.step,
                 "chosen_model": result.chosen,
+                "chosen_on": result.recipe.chosen_on,
+                "choice_cutoffs": ",".join(result.recipe.choice_cutoffs),
+                "lgbm_objective": result.recipe.objective,
+                "ensemble_members": ",".join(result.recipe.members),
+                "level_models": json.dumps(
+                    {lvl: result.recipe.level_model(lvl) for lvl in series.levels}, sort_keys=False
+                ),
+                "baselines": ",".join(result.baselines),
+                "intermittent_share": round(result.intermittent_share, 4),
                 "combine_weight_used": result.combine_weight,
                 "nonnegative": series.nonnegative,
             }
@@ -138,7 +148,7 @@ def train_sales(
         MODEL_NAME,
         version,
         key,
-        {k: metrics[k] for k in GATE},
+        {k: v for k, v in metrics.items() if k in GATE or k.startswith("ratio_")},
         dataset=ds.name,
         model=result.chosen,
         data_cutoff=str(series.end.date()),

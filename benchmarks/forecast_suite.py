@@ -1,0 +1,231 @@
+"""The forecasting benchmark suite: one command, six data sets of different shapes, one table.
+
+    nice -n 10 .venv/bin/python benchmarks/forecast_suite.py --out /tmp/forecast-suite
+
+Each data set runs in its own process (wall time and peak resident memory are that process's): load and build
+the series, the full backtest with the default ``ForecastConfig`` (calibration cutoffs choose, evaluation
+cutoffs measure) and the refit that ``salesml train sales`` serves (MLflow logging aside). Results go to
+``--out``: per data set the backtest files and ``result.json``; ``suite.md`` holds the table for
+``benchmarks/README.md`` and the check of issue 15's acceptance lines, measured on the evaluation windows.
+
+Data sets: walmart (weekly, dense, one hierarchy), synthetic (weekly, two hierarchies, the built-in 1 M line
+organisation), crm (won amount by close month, two hierarchies, sparse), online_retail (weekly, country x
+product, intermittent) and online_retail_monthly (the same by month), cdnow (weekly revenue, one series), and
+synthetic_monthly (the generator at 6,000 order lines by month: two hierarchies, mostly intermittent bottom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = [
+    "walmart",
+    "synthetic",
+    "crm",
+    "online_retail",
+    "online_retail_monthly",
+    "cdnow",
+    "synthetic_monthly",
+]
+INTERMITTENT = {
+    "crm",
+    "online_retail",
+    "online_retail_monthly",
+    "synthetic_monthly",
+}  # by share of zeros, below
+WALMART_TARGETS = {"dept": 0.85, "store": 0.80, "total": 0.90}
+
+
+def _synthetic_monthly(folder: Path) -> Path:
+    spec = yaml.safe_load((REPO / "features" / "specs" / "synthetic.yaml").read_text())
+    spec["name"] = "synthetic_monthly"
+    spec["generator"]["n_order_lines"] = 6000
+    spec["generator"]["seed"] = 11
+    spec["forecast"] = {"frequency": "MS", "fill_gaps_with_zero": True, "season_length": 12}
+    path = folder / "synthetic_monthly.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_one(name: str, out: Path) -> None:
+    """Backtest + refit one data set; writes ``out/<name>/result.json`` and the backtest files."""
+    from features.load import load_dataset
+    from features.series import build_series
+    from training.forecast.backtest import run_backtest
+    from training.forecast.config import CHOSEN, ForecastConfig
+    from training.forecast.quarters import forecast_quarters
+    from training.forecast.report import summary_table, write_backtest
+
+    started = time.perf_counter()
+    source = str(_synthetic_monthly(out)) if name == "synthetic_monthly" else name
+    series = build_series(load_dataset(source))
+    loaded = time.perf_counter() - started
+    config = ForecastConfig()
+    result = run_backtest(series, config, progress=lambda m: print(f"  [{name}] {m}", flush=True))
+    backtested = time.perf_counter() - started
+    forecast_quarters(series, result, config)
+    folder = out / name
+    write_backtest(result, folder)
+    summary = summary_table(result, series.levels)
+    m = result.metrics
+    baselines = m[m["model"].isin(result.baselines)][["level", "model", "wape", "mase", "bias"]]
+    chosen = m[m["model"] == CHOSEN].set_index("level")
+    info = {
+        "dataset": name,
+        "freq": series.freq,
+        "n_series": {lvl: int(len(ids)) for lvl, ids in series.tags.items()},
+        "levels": series.levels,
+        "bottom_level": series.bottom_level,
+        "periods": int(series.Y["ds"].nunique()),
+        "intermittent_share": result.intermittent_share,
+        "chosen": result.chosen,
+        "recipe": result.recipe.to_dict(),
+        "calibration_cutoffs": [str(c.date()) for c in result.cutoffs.calibration],
+        "evaluation_cutoffs": [str(c.date()) for c in result.cutoffs.evaluation],
+        "step": result.cutoffs.step,
+        "summary": summary.to_dict(orient="records"),
+        "mase": chosen["mase"].to_dict(),
+        "baselines": baselines.to_dict(orient="records"),
+        "seconds_load": loaded,
+        "seconds_backtest": backtested - loaded,
+        "seconds_total": time.perf_counter() - started,
+    }
+    (folder / "result.json").write_text(json.dumps(info, indent=1, default=str))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _report(results: list[dict]) -> str:
+    lines = [
+        "| data set | grain | level | series | chosen at level | WAPE | MASE | bias | best baseline | its WAPE "
+        "| ratio | cov 80 | cov 95 | qcov 80 | qcov 95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for row in r["summary"]:
+            lvl = row["level"]
+            lines.append(
+                f"| {r['dataset']} | {r['freq']} | {lvl} | {r['n_series'][lvl]} | {row['chosen']} | "
+                f"{_fmt(row['wape'])} | {_fmt(r['mase'][lvl])} | {row['bias']:+.3f} | {row['best_baseline']} | "
+                f"{_fmt(row['baseline_wape'])} | **{_fmt(row['ratio'])}** | {_fmt(row['cov_80'])} | "
+                f"{_fmt(row['cov_95'])} | {_fmt(row['qcov_80'])} | {_fmt(row['qcov_95'])} |"
+            )
+    lines += [
+        "",
+        "| data set | periods | zero share (bottom) | calibration cutoffs (choose) | evaluation cutoffs (measure) "
+        "| step | objective | wall time | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['dataset']} | {r['periods']} | {r['intermittent_share']:.2f} | "
+            f"{', '.join(r['calibration_cutoffs'])} | {', '.join(r['evaluation_cutoffs'])} | {r['step']} | "
+            f"{r['recipe']['objective']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_mb'] / 1024:.2f} GB |"
+        )
+    lines += ["", "Every baseline (evaluation windows): WAPE / MASE / bias per level", ""]
+    for r in results:
+        rows = {}
+        for b in r["baselines"]:
+            rows.setdefault(b["model"], {})[b["level"]] = b
+        head = "| " + r["dataset"] + " | " + " | ".join(r["levels"]) + " |"
+        lines += [head, "|---" * (len(r["levels"]) + 1) + "|"]
+        for model, per in rows.items():
+            cells = [
+                f"{per[lvl]['wape']:.3f} / {per[lvl]['mase']:.2f} / {per[lvl]['bias']:+.2f}"
+                for lvl in r["levels"]
+            ]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["", *_acceptance(results)]
+    return "\n".join(lines)
+
+
+def _acceptance(results: list[dict]) -> list[str]:
+    out = ["Acceptance lines of issue 15 (evaluation windows):", ""]
+    every_level = all(row["ratio"] <= 1.0 for r in results for row in r["summary"])
+    bottom_090 = [r["dataset"] for r in results if _row(r, r["bottom_level"])["ratio"] <= 0.90]
+    out.append(f"- chosen WAPE <= 1.00 x best baseline at every level on every data set: {every_level}")
+    for r in results:
+        worse = [f"{row['level']} {row['ratio']:.3f}" for row in r["summary"] if row["ratio"] > 1.0]
+        if worse:
+            out.append(f"  - {r['dataset']}: above 1.00 at {', '.join(worse)}")
+    out.append(
+        f"- <= 0.90 at the bottom on at least three data sets: {len(bottom_090) >= 3} ({', '.join(bottom_090) or 'none'})"
+    )
+    for r in results:
+        if r["intermittent_share"] >= 0.3:
+            bias = _row(r, "total")["bias"]
+            out.append(
+                f"- {r['dataset']} (zero share {r['intermittent_share']:.2f}): total bias {bias:+.3f}, within 5 %: {abs(bias) <= 0.05}"
+            )
+    wm = next((r for r in results if r["dataset"] == "walmart"), None)
+    if wm:
+        for lvl, target in WALMART_TARGETS.items():
+            ratio = _row(wm, lvl)["ratio"]
+            out.append(f"- walmart {lvl}: ratio {ratio:.3f} <= {target}: {ratio <= target}")
+        out.append(
+            f"- walmart backtest + refit {wm['wall_seconds'] / 60:.1f} min <= 5 min: {wm['wall_seconds'] <= 300}"
+        )
+    for r in results:
+        b = _row(r, r["bottom_level"])
+        ok = 0.75 <= b["cov_80"] <= 0.85 and 0.90 <= b["cov_95"] <= 0.98
+        out.append(
+            f"- {r['dataset']} bottom coverage 80 % {b['cov_80']:.3f}, 95 % {b['cov_95']:.3f} in 75-85 / 90-98: {ok}"
+        )
+    total = sum(r["wall_seconds"] for r in results)
+    out.append(f"- whole suite {total / 60:.1f} min <= 45 min: {total <= 45 * 60}")
+    return out
+
+
+def _row(result: dict, level: str) -> dict:
+    return next(row for row in result["summary"] if row["level"] == level)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results")
+    parser.add_argument("--only", nargs="*", default=None, help="data sets to run (default: all)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        run_one(args.one, args.out)
+        return
+    env = {**os.environ}
+    env.setdefault("SALESML_HOME", str(args.out / "home"))  # generated data and nothing else
+    results = []
+    for name in args.only or DATASETS:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--one", name], env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        if status != 0:
+            raise SystemExit(f"{name} failed (status {status})")
+        info = json.loads((args.out / name / "result.json").read_text())
+        info["wall_seconds"] = wall
+        info["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
+        (args.out / name / "result.json").write_text(json.dumps(info, indent=1, default=str))
+        print(f"{name}: {wall / 60:.1f} min, peak RSS {usage.ru_maxrss / 1024**2:.2f} GB", flush=True)
+    # the table covers every data set with a result in --out (a re-run of some keeps the others)
+    for name in DATASETS:
+        path = args.out / name / "result.json"
+        if path.exists() and "wall_seconds" in (info := json.loads(path.read_text())):
+            results.append(info)
+    report = _report(results)
+    (args.out / "suite.md").write_text(report + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
