@@ -12,7 +12,9 @@ from rich.table import Table
 
 from features.errors import SalesmlError
 from features.spec import load_spec, resolve_spec_path
-from training.cli import app, backtest_app, train_app
+
+# This leaf's commands; training/cli/__init__.py mounts them on `salesml`, `salesml backtest`, `salesml train`.
+app, backtest_app, train_app = typer.Typer(), typer.Typer(), typer.Typer()
 
 # The files training.forecast.report.write_backtest writes (named here so --out is checked before the
 # forecasting stack is imported).
