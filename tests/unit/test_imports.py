@@ -4,8 +4,9 @@ serving, and no module over 500 lines.
 Imports are read with ``ast`` from the source, so function-level (lazy) imports count as much as top-level ones,
 and nothing is imported to check. ``from a.b import c`` is an edge to the module ``a.b.c`` when that is a file,
 else to ``a.b``; a package ``__init__`` that an import only passes through is not an edge. A call of
-``importlib.import_module`` or ``__import__`` with a literal name counts as an import too. A name in a string that
-another program imports (``bentoml serve serving.service:SalesML``) is not an import of this process.
+``importlib.import_module`` or ``__import__`` with a literal name counts as an import too, and so do imports
+under ``if TYPE_CHECKING:`` (a knot of type-only imports is still one a reader has to untie). A name in a string
+that another program imports (``bentoml serve serving.service:SalesML``) is not an import of this process.
 
 Run: ``.venv/bin/python -m pytest tests/unit/test_imports.py``
 """
