@@ -1,7 +1,7 @@
 """Model cards: one Markdown page per registered version, built from what the run and the registry recorded.
 
-Written as the run artifact ``model_card.md`` when a version is registered (see
-:func:`training.registry.tag_version`) and printable with ``salesml models card NAME VERSION``.
+Written as the run artifact ``model_card_v<N>.md`` by each trainer once the version is registered and tagged,
+before the gate (:func:`log_card`), and printable with ``salesml models card NAME VERSION``.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def build_card(name: str, version: str) -> str:
 
 
 def log_card(name: str, version: str) -> str:
-    """Build the card and store it as the run artifact ``model_card.md``; returns the Markdown."""
+    """Build the card and store it as the run artifact ``model_card_v<version>.md``; returns the Markdown."""
     from mlflow import MlflowClient
 
     client = MlflowClient()

@@ -356,16 +356,18 @@ def train_churn(
 def log_churn_training(
     training: ChurnTraining, dataset: Dataset, *, promote: bool = False
 ) -> tuple[str, Any]:
-    """One MLflow run registered as ``churn_risk`` (gate: ROC AUC and Brier on the same test slice)."""
+    """One MLflow run registered as ``churn_risk``, with its card (gate: ROC AUC and Brier, same test slice)."""
+    from training.cards import log_card
     from training.classifier import log_and_register
+    from training.registry import promote_if_better
 
     cs = training.churn_set
     cutoff = "" if cs.score_cutoff is None else f"{cs.score_cutoff:%Y-%m-%d}"
-    return log_and_register(
+    version, _ = log_and_register(
         training.result,
         MODEL_NAME,
         dataset,
-        promote=promote,
+        promote=False,
         data_cutoff=cutoff,
         extra_params={
             "horizon_days": cs.horizon_days,
@@ -374,6 +376,8 @@ def log_churn_training(
             "purge_policy": training.purge_policy,
         },
     )
+    log_card(MODEL_NAME, version)  # the card describes the version as registered, before the gate
+    return version, (promote_if_better(MODEL_NAME, version) if promote else None)
 
 
 def churn_output(

@@ -188,17 +188,19 @@ def train_leads(
 
 
 def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple[str, Any]:
-    """One MLflow run for the training (audit table included), registered as ``lead_score``."""
+    """One MLflow run for the training (audit table included), registered as ``lead_score`` with its card."""
+    from training.cards import log_card
     from training.classifier import log_and_register
+    from training.registry import promote_if_better
 
     audit = training.audit
     flagged = [f for f in audit.flagged]
     as_of = training.lead_set.as_of
-    return log_and_register(
+    version, _ = log_and_register(
         training.result,
         registered_name=REGISTERED_NAME,
         dataset=training.dataset,
-        promote=promote,
+        promote=False,
         data_cutoff=str(as_of.date()) if as_of is not None else "",
         extra_artifacts={"leakage_audit.csv": audit.table},
         extra_metrics={"audit_flagged": float(len(flagged)), "audit_excluded": float(len(audit.excluded))},
@@ -208,6 +210,8 @@ def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple
             "lead_set.time_kind": training.lead_set.time_kind,
         },
     )
+    log_card(REGISTERED_NAME, version)  # the card describes the version as registered, before the gate
+    return version, (promote_if_better(REGISTERED_NAME, version) if promote else None)
 
 
 def _model_and_version(model_name: str, alias: str, dataset: Dataset) -> tuple[Any, str]:

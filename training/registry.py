@@ -151,7 +151,10 @@ def version_metrics(name: str, version: str) -> tuple[str | None, dict[str, floa
 
 
 def tag_version(name: str, version: str, eval_id: str, metrics: dict[str, float], **extra: str) -> None:
-    """Record on a new version what it was evaluated on and how it scored (the gate reads these)."""
+    """Record on a new version what it was evaluated on and how it scored (the gate reads these).
+
+    The trainer then logs the version's card (:func:`training.cards.log_card`), before the gate.
+    """
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -160,9 +163,6 @@ def tag_version(name: str, version: str, eval_id: str, metrics: dict[str, float]
         client.set_model_version_tag(name, version, f"metric.{key}", repr(float(value)))
     for key, value in extra.items():
         client.set_model_version_tag(name, version, key, str(value))
-    from training.cards import log_card
-
-    log_card(name, version)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import yaml
 
 from features.errors import SalesmlError
 from tests.conftest import REPO, requires_shared, run_cli
-from training.cli_sales import parse_target
+from training.cli.sales import parse_target
 
 
 def _edited(tmp_path: Path, source: Path, edit) -> Path:

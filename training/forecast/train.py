@@ -14,6 +14,7 @@ import pandas as pd
 from features.load import load_dataset
 from features.series import HierarchicalSeries, build_series
 from training import registry
+from training.cards import log_card
 from training.forecast.artifacts import ForecastArtifacts
 from training.forecast.backtest import BacktestResult, run_backtest
 from training.forecast.config import ForecastConfig
@@ -154,6 +155,7 @@ def train_sales(
         data_cutoff=str(series.end.date()),
         run_id=run.info.run_id,
     )
+    log_card(MODEL_NAME, version)
     decision = registry.promote_if_better(MODEL_NAME, version, directions=GATE) if promote else None
     return TrainResult(
         run_id=run.info.run_id,

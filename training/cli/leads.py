@@ -13,10 +13,12 @@ from rich.table import Table
 from features.audit import audit_table_rich
 from features.errors import SalesmlError
 from features.load import load_dataset
-from training.cli import score_app, train_app
 from training.outputs import check_out_file, staged
 
-__all__ = ["score_leads_command", "train_leads_command"]
+__all__ = ["score_app", "score_leads_command", "train_app", "train_leads_command"]
+
+# This leaf's commands; training/cli/__init__.py mounts them on `salesml score` and `salesml train`.
+score_app, train_app = typer.Typer(), typer.Typer()
 
 _out = Console(width=160)  # readable tables in logs and pipes too
 

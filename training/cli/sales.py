@@ -12,10 +12,10 @@ from rich.table import Table
 
 from features.errors import SalesmlError
 from features.spec import load_spec, resolve_spec_path
-from training.cli import app, backtest_app, train_app
-from training.forecast.config import (
-    BACKTEST_FILES,
-)  # light: --out is checked before the forecasting stack loads
+from training.forecast.config import BACKTEST_FILES  # light: --out is checked before the stack loads
+
+# This leaf's commands; training/cli/__init__.py mounts them on `salesml`, `salesml backtest`, `salesml train`.
+app, backtest_app, train_app = typer.Typer(), typer.Typer(), typer.Typer()
 
 __all__ = ["backtest_sales", "plan", "train_sales_cmd"]
 

@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import SalesmlError
-from training.cli import score_app, train_app
 from training.outputs import check_out_file, staged
 
-__all__ = ["score_churn_cmd", "train_churn_cmd"]
+__all__ = ["score_app", "score_churn_cmd", "train_app", "train_churn_cmd"]
+
+# This leaf's commands; training/cli/__init__.py mounts them on `salesml score` and `salesml train`.
+score_app, train_app = typer.Typer(), typer.Typer()
 
 _out = Console()
 

@@ -1,7 +1,9 @@
 """The ``salesml`` command: one entry point for people and scripts. Each command is thin.
 
-Command groups are defined here; each product registers its commands from its own module
-(``training/cli_*.py``), imported at the bottom of this file.
+The root command and its groups (``train``, ``backtest``, ``score``) are defined here. Each leaf module of this
+package owns the Typer apps of its commands (``data``, ``models``, ``serve``, ``plan``, ``train sales``, ...) and
+imports nothing of this package; this module alone imports the leaves and mounts their commands. A Typer app
+added without a name contributes its commands to the group it is added to.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from features.cli import data_app
 from features.errors import SalesmlError
+from training.cli import churn, data, leads, models, sales, serve
 
 __all__ = ["app", "backtest_app", "main", "score_app", "train_app"]
 
@@ -32,10 +34,19 @@ backtest_app = typer.Typer(
 score_app = typer.Typer(
     help="Score entities with the champion model and write the scores to a file.", no_args_is_help=True
 )
-app.add_typer(data_app, name="data")
+# The order of the mounts is the order of `salesml --help`.
+app.add_typer(serve.app)
+app.add_typer(sales.app)
+app.add_typer(data.data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(backtest_app, name="backtest")
 app.add_typer(score_app, name="score")
+app.add_typer(models.models_app, name="models")
+for leaf in (churn, leads, sales):
+    train_app.add_typer(leaf.train_app)
+backtest_app.add_typer(sales.backtest_app)
+for leaf in (churn, leads):
+    score_app.add_typer(leaf.score_app)
 
 _err = Console(stderr=True)
 
@@ -63,12 +74,3 @@ def main() -> None:
             err.show()
             sys.exit(getattr(err, "exit_code", 2))
         raise
-
-
-# Product command modules register themselves on the groups above.
-# (one import line per product; keep this list sorted)
-import serving.cli  # noqa: E402,F401
-import training.cli_churn  # noqa: E402,F401
-import training.cli_leads  # noqa: E402,F401
-import training.cli_models  # noqa: E402,F401
-import training.cli_sales  # noqa: E402,F401

@@ -10,14 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import SalesmlError
-from training.cli import app
 
 __all__ = ["models_app"]
 
 models_app = typer.Typer(
     help="Registered models: versions, champions, promotion, rollback, history, cards.", no_args_is_help=True
 )
-app.add_typer(models_app, name="models")
 console = Console(width=None if __import__("sys").stdout.isatty() else 160)
 
 REGISTERED_NAMES = ("sales_forecast", "churn_risk", "lead_score")

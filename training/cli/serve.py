@@ -1,4 +1,9 @@
-"""``salesml serve``: a thin wrapper over ``bentoml serve serving.service:SalesML``."""
+"""``salesml serve``: a thin wrapper over ``bentoml serve serving.service:SalesML``.
+
+The service is named by its import string and started in BentoML's own command, which this process becomes
+(``os.execve``): ``training`` never imports ``serving``, and stopping ``salesml serve`` stops the server itself.
+(``bentoml.serve(...)`` would start the server as a child of this process instead.)
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from typing import Annotated
 import typer
 
 from features.settings import REPO_ROOT, get_settings
-from training.cli import app
 
-__all__ = ["serve"]
+__all__ = ["app", "serve"]
+
+# This leaf's command; training/cli/__init__.py mounts it on `salesml`.
+app = typer.Typer()
 
 
 @app.command("serve")
