@@ -28,6 +28,15 @@ def test_builtin_dataset_loads_with_its_published_row_counts(shared_data: Path, 
     assert {t: len(f) for t, f in ds.tables.items()} == EXPECTED_ROWS[name]
 
 
+@pytest.mark.parametrize("name", ["online_retail", "online_retail_monthly"])
+def test_online_retail_net_sales_are_quantity_times_price(shared_data: Path, name: str) -> None:
+    # the spec keeps 50 products (44,621 lines, cancellations included) and multiplies quantity by price
+    lines = load_dataset(name).tables["lines"]
+    assert len(lines) == 44_621 and lines["product_id"].nunique() == 50
+    assert lines["amount"].sum() == pytest.approx(1_688_855.35, abs=0.01)
+    assert (lines["amount"] == lines["quantity"] * lines["unit_price"]).all()
+
+
 @pytest.mark.parametrize("name", [*sorted(EXPECTED_ROWS), "synthetic-small"])
 def test_data_check_exits_0_with_a_summary(shared_data: Path, small_synthetic_spec: Path, name: str) -> None:
     arg = str(small_synthetic_spec) if name == "synthetic-small" else name

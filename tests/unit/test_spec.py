@@ -70,6 +70,17 @@ def test_good_spec_loads(tmp_path: Path) -> None:
             {"tables__sales__columns": {"time": "Date", "amount": "Date"}},
             "source column(s) ['Date'] mapped twice",
         ),
+        (
+            {"tables__sales__multiply": {"amount": ["quantity", "price"]}},
+            "multiply: 'amount' must be a new lower_snake_case column, not a mapped one",
+        ),
+        (
+            {
+                "tables__sales__columns": {"time": "Date", "quantity": "Q"},
+                "tables__sales__multiply": {"amount": ["quantity", "price"]},
+            },
+            "multiply: 'amount' needs two or more canonical columns of this table",
+        ),
     ],
 )
 def test_bad_spec_names_the_key(tmp_path: Path, changes: dict, expected: str) -> None:
