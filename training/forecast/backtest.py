@@ -38,7 +38,7 @@ from training.forecast.intervals import (
     step_intervals,
 )
 from training.forecast.models import base_forecasts, combine, intermittent_share, lgbm_column
-from training.forecast.reconcile import _bottom_up, methods_for, reconcile, reconciled_name
+from training.forecast.reconcile import methods_for, reconcile, reconciled_name
 from training.forecast.select import Recipe, choice_rows, derive, level_wape, ratio_score
 
 __all__ = ["INTERMITTENT_SHARE", "BacktestResult", "choose_weight", "forecast_at", "run_backtest"]
@@ -213,8 +213,8 @@ def _choose_objective(
     summed = []
     for base, cutoff in bases:
         frame = derive(series, base[["unique_id", "ds", *baselines, *cols]], ForecastConfig(combine=False))
-        for col in cols:
-            frame[col] = _bottom_up(series, frame, col, clip=series.nonnegative).to_numpy()
+        frame = reconcile(series, frame, cols, ("BottomUp",))
+        frame = frame.drop(columns=cols).rename(columns={reconciled_name(c, "BottomUp"): c for c in cols})
         summed.append((frame, cutoff))
     rows = choice_rows(series, summed, window, until)
     wape = level_wape(rows, [*baselines, *cols], series.levels)

@@ -71,7 +71,7 @@ class ForecastConfig:
             data); the one whose bottom-up forecast scores best there is used at the evaluation cutoffs.
         intermittent: add the Croston-type baselines (:data:`INTERMITTENT`) for non-negative data with zeros.
         ensemble: also try :data:`ENSEMBLE` and :data:`PER_LEVEL`.
-        stats_n_jobs: processes for statsforecast.
+        stats_n_jobs: processes for statsforecast on panels of 1,000 series or more (one below that).
         min_choice_periods: LightGBM and the blends that contain it compete only when the choosing windows
             hold at least this many periods of actuals (``None``: half a quarter, 7 weeks or 2 months); with
             less evidence than that the reconciled statistical baselines alone compete. (The first suite run
@@ -108,7 +108,7 @@ class ForecastConfig:
     objectives: tuple[str, ...] = ("l1", "tweedie")
     intermittent: bool = True
     ensemble: bool = True
-    stats_n_jobs: int = 1
+    stats_n_jobs: int = 2
     min_choice_periods: int | None = None
 
     @classmethod
