@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from features.churn import CUTOFF, LABEL
 from features.errors import SalesmlError
 from training.churn import _sliced, plan_slices
-from training.classifier import ClassifierData, TrainConfig, _split
+from training.classifier import ClassifierData, TrainConfig
+from training.classifier.split import _split
 
 DAY0 = pd.Timestamp("2020-01-01")
 

@@ -252,7 +252,7 @@ def test_recency_weighting_follows_the_latest_regime() -> None:
 
 def _pipeline_predict(model, frame: pd.DataFrame) -> pd.DataFrame:
     """The reference: probabilities, contributions and reasons through the scikit-learn pipeline (pandas in)."""
-    from training.classifier import _fmt
+    from training.classifier.scoring import _fmt
 
     X = model.prepare(frame)
     Xt = model.pipeline.named_steps["prepare"].transform(X)
@@ -379,7 +379,7 @@ def test_search_gap_fits_the_search_on_older_train_rows_only() -> None:
 
 
 def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from training.classifier import _PARALLEL_ROWS, _threads
+    from training.classifier.lean import _PARALLEL_ROWS, _threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.delenv("SALESML_SERVE_WORKERS", raising=False)
@@ -438,7 +438,7 @@ def test_linear_contributions_add_up_to_the_logistic_pipelines_log_odds(mixed_mo
 
 
 def test_a_blend_must_beat_lightgbm_alone_by_the_minimum_gain() -> None:
-    from training.classifier import _choose_blend
+    from training.classifier.selection import _choose_blend
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 4000)
@@ -472,7 +472,7 @@ def test_linear_contributions_follow_the_fitted_columns_not_their_names() -> Non
     # (the imputer drops it and keeps only its missing indicator); "rare" falls into the infrequent column.
     import warnings
 
-    from training.classifier import LinearPart, _logistic_pipeline
+    from training.classifier.pipelines import LinearPart, _logistic_pipeline
 
     rng = np.random.default_rng(0)
     n = 400
