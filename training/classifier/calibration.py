@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-__all__ = ["Calibrator"]
+__all__ = ["Calibrator", "logit", "sigmoid"]
 
 
 _EPS = 1e-6
@@ -22,7 +22,7 @@ class Calibrator:
 
     def fit(self, p: np.ndarray, y: np.ndarray) -> Calibrator:
         if self.method == "sigmoid":
-            self.model_ = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
+            self.model_ = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
         elif self.method == "isotonic":
             self.model_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(p, y)
         return self
@@ -35,16 +35,16 @@ class Calibrator:
 
     def transform(self, p: np.ndarray) -> np.ndarray:
         if self.method == "sigmoid":
-            return self.model_.predict_proba(_logit(p)[:, None])[:, 1]
+            return self.model_.predict_proba(logit(p)[:, None])[:, 1]
         if self.method == "isotonic":
             return np.clip(self.model_.predict(p), 0.0, 1.0)
         return np.asarray(p)
 
 
-def _sigmoid(margin: np.ndarray) -> np.ndarray:
+def sigmoid(margin: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-margin))
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))

@@ -17,26 +17,26 @@ from training.classifier.pipelines import ToCategory
 if TYPE_CHECKING:
     from training.classifier.scoring import ScoringModel
 
-__all__ = []
+__all__ = ["PARALLEL_ROWS", "LeanInput", "prediction_threads"]
 
 
 # Below this many rows LightGBM predicts on one thread: an OpenMP team for a handful of rows costs more than it
 # saves, and on a busy machine its barrier waits for a descheduled thread (measured: 0.03 ms for one row on one
 # thread, ~40 ms with two threads under load).
-_PARALLEL_ROWS = 256
+PARALLEL_ROWS = 256
 
 
-def _threads(n_rows: int) -> int:
+def prediction_threads(n_rows: int) -> int:
     """LightGBM ``num_threads`` for a prediction of ``n_rows``: one thread for small batches, else the cores
     divided among the service's worker processes (``SALESML_SERVE_WORKERS``, set by ``salesml serve
     --workers``; 1 outside the service), so that two workers do not each start a thread per core."""
-    if n_rows < _PARALLEL_ROWS:
+    if n_rows < PARALLEL_ROWS:
         return 1
     return max(1, (os.cpu_count() or 1) // env_positive_int("SALESML_SERVE_WORKERS", 1))
 
 
 @dataclass(frozen=True)
-class _LeanInput:
+class LeanInput:
     """What :meth:`ScoringModel._matrix` needs to reproduce the pipeline's input to LightGBM exactly."""
 
     booster: Any
@@ -44,7 +44,7 @@ class _LeanInput:
     remap: list[np.ndarray]  # ToCategory code (plus -1 last) -> the booster's pandas category code, -1 = none
 
     @classmethod
-    def build(cls, model: ScoringModel, booster: Any) -> _LeanInput | None:
+    def build(cls, model: ScoringModel, booster: Any) -> LeanInput | None:
         steps = model.pipeline.named_steps
         pre = steps.get("prepare")
         if not isinstance(pre, ColumnTransformer) or not hasattr(pre, "transformers_"):

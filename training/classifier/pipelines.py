@@ -18,7 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from features.errors import SalesmlError
 from training.classifier.config import ClassifierData, TrainConfig
 
-__all__ = ["LinearPart", "ToCategory"]
+__all__ = ["LinearPart", "ToCategory", "lgbm_pipeline", "logistic_pipeline"]
 
 
 class ToCategory(BaseEstimator, TransformerMixin):
@@ -48,7 +48,7 @@ class ToCategory(BaseEstimator, TransformerMixin):
         return np.asarray(list(self.categories_), dtype=object)
 
 
-def _lgbm_pipeline(data: ClassifierData, params: Mapping[str, Any], config: TrainConfig) -> Pipeline:
+def lgbm_pipeline(data: ClassifierData, params: Mapping[str, Any], config: TrainConfig) -> Pipeline:
     from lightgbm import LGBMClassifier
 
     pre = ColumnTransformer(
@@ -68,7 +68,7 @@ def _lgbm_pipeline(data: ClassifierData, params: Mapping[str, Any], config: Trai
     return Pipeline([("prepare", pre), ("model", model)])
 
 
-def _logistic_pipeline(data: ClassifierData, config: TrainConfig) -> Pipeline:
+def logistic_pipeline(data: ClassifierData, config: TrainConfig) -> Pipeline:
     steps = []
     if data.numeric:
         steps.append(
@@ -100,7 +100,7 @@ def _logistic_pipeline(data: ClassifierData, config: TrainConfig) -> Pipeline:
 
 
 class LinearPart:
-    """A fitted :func:`_logistic_pipeline` as per-feature log-odds contributions that add up to its log-odds.
+    """A fitted :func:`logistic_pipeline` as per-feature log-odds contributions that add up to its log-odds.
 
     A feature's contribution is the sum over its columns after the pipeline's preparation (the scaled value and
     its missing indicator; one column per category) of coefficient x (column - its mean over the fitted rows):
@@ -126,7 +126,7 @@ class LinearPart:
 
 
 def _column_owners(prepare: ColumnTransformer, numeric: list[str], categorical: list[str]) -> np.ndarray:
-    """For each column :func:`_logistic_pipeline` prepares, the index (into numeric + categorical) of its feature.
+    """For each column :func:`logistic_pipeline` prepares, the index (into numeric + categorical) of its feature.
 
     Read from the fitted transformers, not from column names (a category text may contain another feature's
     name): the numeric block gives each feature's scaled value (but for features without any value in the

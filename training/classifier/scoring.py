@@ -11,8 +11,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from features.errors import SalesmlError
-from training.classifier.calibration import Calibrator, _sigmoid
-from training.classifier.lean import _LeanInput, _threads
+from training.classifier.calibration import Calibrator, sigmoid
+from training.classifier.lean import LeanInput, prediction_threads
 from training.classifier.pipelines import LinearPart
 
 __all__ = ["EncodedRows", "ScoringModel"]
@@ -81,14 +81,14 @@ class ScoringModel:
         state.pop("_lean_cache", None)  # rebuilt from the pipeline on first use
         return state
 
-    def _lean(self) -> _LeanInput | None:
+    def _lean(self) -> LeanInput | None:
         """How to build the booster's input matrix directly, or None when the pipeline is not the usual one."""
         model = self.pipeline.named_steps.get("model")
         booster = getattr(model, "_Booster", None)
         cached = self.__dict__.get("_lean_cache")
         if cached is not None and cached[0] is booster:
             return cached[1]
-        lean = _LeanInput.build(self, booster) if booster is not None else None
+        lean = LeanInput.build(self, booster) if booster is not None else None
         self.__dict__["_lean_cache"] = (booster, lean)
         return lean
 
@@ -136,7 +136,7 @@ class ScoringModel:
             booster, kw = self.pipeline.named_steps["model"].booster_, {}
         else:
             M, booster = enc.matrix, self._lean().booster  # type: ignore[union-attr]
-            kw = {"num_threads": _threads(len(enc))}
+            kw = {"num_threads": prediction_threads(len(enc))}
         return (
             booster.predict(M, pred_contrib=True, **kw)
             if contrib
@@ -152,10 +152,10 @@ class ScoringModel:
         """Uncalibrated probabilities (no contributions: the cheap path for :meth:`predict_proba`)."""
         if self.linear is not None:
             w = self.lgbm_share
-            return _sigmoid(w * self._tree(enc, contrib=False) + (1.0 - w) * self._linear(enc)[0])
+            return sigmoid(w * self._tree(enc, contrib=False) + (1.0 - w) * self._linear(enc)[0])
         if enc.matrix is None:
             return self.pipeline.predict_proba(enc.prepared)[:, 1]
-        return self._lean().booster.predict(enc.matrix, num_threads=_threads(len(enc)))  # type: ignore[union-attr]
+        return self._lean().booster.predict(enc.matrix, num_threads=prediction_threads(len(enc)))  # type: ignore[union-attr]
 
     def _raw_and_contrib(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
         """Uncalibrated probabilities and per-feature contributions (no bias column) from one encoding: LightGBM's,
@@ -166,7 +166,7 @@ class ScoringModel:
         w = self.lgbm_share
         m_lin, c_lin = self._linear(enc)
         margin = w * tree.sum(axis=1) + (1.0 - w) * m_lin  # LightGBM's log-odds: contributions + bias
-        return _sigmoid(margin), w * tree[:, :-1] + (1.0 - w) * c_lin
+        return sigmoid(margin), w * tree[:, :-1] + (1.0 - w) * c_lin
 
     def _frame(self, enc: EncodedRows) -> pd.DataFrame:
         """The prepared frame (as :meth:`prepare` gives it) rebuilt from encoded rows, for the linear part."""

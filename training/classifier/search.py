@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 
 from training.classifier.config import ClassifierData, TrainConfig
-from training.classifier.pipelines import _lgbm_pipeline
+from training.classifier.pipelines import lgbm_pipeline
 
-__all__ = []
+__all__ = ["search_params"]
 
 
-def _search(
+def search_params(
     data: ClassifierData, config: TrainConfig, X_tr, y_tr, X_cal, y_cal, w_tr: np.ndarray | None = None
 ) -> tuple[dict[str, Any], float, int]:
     import optuna
@@ -31,7 +31,7 @@ def _search(
             "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         }
-        pipe = _lgbm_pipeline(data, params, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
+        pipe = lgbm_pipeline(data, params, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
         return roc_auc_score(y_cal, pipe.predict_proba(X_cal)[:, 1])
 
     sampler = optuna.samplers.TPESampler(seed=config.random_state)

@@ -12,19 +12,26 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import StratifiedKFold
 
 from features.errors import SalesmlError
-from training.classifier.calibration import Calibrator, _logit
+from training.classifier.calibration import Calibrator, logit
 from training.classifier.config import TrainConfig
 from training.classifier.scoring import ScoringModel
 from training.metrics import band_table, classification_metrics
 
-__all__ = []
+__all__ = [
+    "bands_at_own_shares",
+    "choose_blend",
+    "choose_calibration",
+    "resolved_band_shares",
+    "rule_baseline",
+    "thresholds_at_shares",
+]
 
 
 def _default_shares(n: int) -> tuple[float, ...]:
     return {2: (0.2, 0.8), 3: (0.1, 0.3, 0.6), 4: (0.1, 0.2, 0.3, 0.4)}.get(n, tuple([1.0 / n] * n))
 
 
-def _choose_calibration(
+def choose_calibration(
     p_cal: np.ndarray, y_cal: np.ndarray, seed: int, *, strictly_increasing: bool = False
 ) -> tuple[str, dict[str, float]]:
     """Brier of each method out of fold on the calibration slice; keep the best (none wins ties).
@@ -52,7 +59,7 @@ def _choose_calibration(
     return best, scores
 
 
-def _choose_blend(
+def choose_blend(
     p_tree: np.ndarray, p_logit: np.ndarray, y: np.ndarray, config: TrainConfig
 ) -> tuple[float, dict[str, Any]]:
     """LightGBM's share of the log-odds with the best calibration-slice ROC AUC (ties: the larger share).
@@ -72,7 +79,7 @@ def _choose_blend(
     if len(y) < config.blend_min_rows or counts.min() < 20:
         why = f"calibration slice too small to choose a blend ({len(y)} rows, {counts.min()} of the rarer class)"
         return 1.0, {"lightgbm_share": 1.0, "why": why}
-    a, b = _logit(p_tree), _logit(p_logit)
+    a, b = logit(p_tree), logit(p_logit)
     aucs = {w: float(roc_auc_score(y, w * a + (1.0 - w) * b)) for w in candidates}
     best, first = max(candidates, key=lambda w: (round(aucs[w], 10), w)), candidates[0]
     why = "best ROC AUC on the calibration slice"
@@ -89,27 +96,27 @@ def _choose_blend(
     }
 
 
-def _band_shares(config: TrainConfig) -> tuple[float, ...]:
+def resolved_band_shares(config: TrainConfig) -> tuple[float, ...]:
     shares = config.band_shares or _default_shares(len(config.band_labels))
     if len(shares) != len(config.band_labels) or abs(sum(shares) - 1) > 1e-6:
         raise SalesmlError(f"band_shares {shares} must match band_labels {config.band_labels} and sum to 1")
     return shares
 
 
-def _bands_at_own_shares(
+def bands_at_own_shares(
     y: np.ndarray, p: np.ndarray, shares: tuple[float, ...], labels: Sequence[str]
 ) -> pd.DataFrame:
     """The band table of one slice with thresholds at the shares of the slice's own probabilities."""
-    return band_table(y, p, ScoringModel.band_of(p, _band_thresholds(p, shares), labels), labels)
+    return band_table(y, p, ScoringModel.band_of(p, thresholds_at_shares(p, shares), labels), labels)
 
 
-def _band_thresholds(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
+def thresholds_at_shares(p: np.ndarray, shares: tuple[float, ...]) -> list[float]:
     """Lower probability bounds of every band but the last, from the top share down."""
     cum = np.cumsum(shares)[:-1]
     return [float(np.quantile(p, 1 - c)) for c in cum]
 
 
-def _rule_baseline(
+def rule_baseline(
     column: pd.Series,
     categorical: bool,
     pos: Mapping[str, np.ndarray],

@@ -12,10 +12,10 @@ from sklearn.model_selection import train_test_split
 from features.errors import SalesmlError
 from training.classifier.config import ClassifierData, TrainConfig
 
-__all__ = []
+__all__ = ["recency_weights", "search_fit_rows", "split_slices"]
 
 
-def _split(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Index, pd.Index, dict]:
+def split_slices(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Index, pd.Index, dict]:
     frame = data.frame
     y = frame[data.label_col]
     if config.split == "stratified":
@@ -82,7 +82,7 @@ def _split(data: ClassifierData, config: TrainConfig) -> tuple[pd.Index, pd.Inde
     return frame.index[train_mask], frame.index[cal_mask], frame.index[test_mask], info
 
 
-def _recency_weights(times: pd.Series, config: TrainConfig) -> np.ndarray | None:
+def recency_weights(times: pd.Series, config: TrainConfig) -> np.ndarray | None:
     """``0.5 ** (age / halflife)``, age back from the latest of ``times`` (days for dates); None when off."""
     if config.recency_halflife is None or config.split != "time":
         return None
@@ -94,7 +94,7 @@ def _recency_weights(times: pd.Series, config: TrainConfig) -> np.ndarray | None
     return np.power(0.5, age.to_numpy(dtype=float) / config.recency_halflife)
 
 
-def _search_rows(t_tr: pd.Series, cal_start: Any, config: TrainConfig) -> np.ndarray | None:
+def search_fit_rows(t_tr: pd.Series, cal_start: Any, config: TrainConfig) -> np.ndarray | None:
     """Which train rows the search fits on with ``config.search_gap`` (a boolean mask); None when off."""
     if config.search_gap is None or config.split != "time":
         return None

@@ -11,18 +11,18 @@ import pandas as pd
 from features.errors import SalesmlError
 from training.classifier.calibration import Calibrator
 from training.classifier.config import MIN_ROWS_PER_CLASS, ClassifierData, TrainConfig
-from training.classifier.pipelines import LinearPart, _lgbm_pipeline, _logistic_pipeline
+from training.classifier.pipelines import LinearPart, lgbm_pipeline, logistic_pipeline
 from training.classifier.scoring import ScoringModel
-from training.classifier.search import _search
+from training.classifier.search import search_params
 from training.classifier.selection import (
-    _band_shares,
-    _band_thresholds,
-    _bands_at_own_shares,
-    _choose_blend,
-    _choose_calibration,
-    _rule_baseline,
+    bands_at_own_shares,
+    choose_blend,
+    choose_calibration,
+    resolved_band_shares,
+    rule_baseline,
+    thresholds_at_shares,
 )
-from training.classifier.split import _recency_weights, _search_rows, _split
+from training.classifier.split import recency_weights, search_fit_rows, split_slices
 from training.metrics import band_table, classification_metrics
 
 __all__ = ["TrainedClassifier", "train_classifier"]
@@ -110,9 +110,9 @@ def train_classifier(
     if config.refit not in ("train", "train+calibration"):
         raise SalesmlError(f"refit must be 'train' or 'train+calibration', not {config.refit!r}")
 
-    tr, cal, te, slices = _split(data, config)
+    tr, cal, te, slices = split_slices(data, config)
     model_proto = ScoringModel(
-        _lgbm_pipeline(data, {}, config),
+        lgbm_pipeline(data, {}, config),
         Calibrator("none"),
         data.numeric,
         data.categorical,
@@ -127,10 +127,10 @@ def train_classifier(
 
     t_tr = frame[data.time_col].iloc[pos["train"]]
     t_fit = pd.concat([t_tr, frame[data.time_col].iloc[pos["cal"]]])
-    w_tr = _recency_weights(t_tr, config)
-    search_rows = _search_rows(t_tr, frame[data.time_col].iloc[pos["cal"]].min(), config)
+    w_tr = recency_weights(t_tr, config)
+    search_rows = search_fit_rows(t_tr, frame[data.time_col].iloc[pos["cal"]].min(), config)
     if search_rows is None:
-        best, seconds, n_trials = _search(data, config, X_tr, y_tr, X_cal, y_cal, w_tr)
+        best, seconds, n_trials = search_params(data, config, X_tr, y_tr, X_cal, y_cal, w_tr)
     else:
         t_s = t_tr[search_rows]
         if len(np.unique(y_tr[search_rows])) < 2:
@@ -138,8 +138,8 @@ def train_classifier(
                 f"search_gap {config.search_gap}: the train rows it leaves ({t_s.min()} .. {t_s.max()}) hold "
                 "only one class; choose a smaller gap or more history"
             )
-        w_s = _recency_weights(t_s, config)
-        best, seconds, n_trials = _search(
+        w_s = recency_weights(t_s, config)
+        best, seconds, n_trials = search_params(
             data, config, X_tr[search_rows], y_tr[search_rows], X_cal, y_cal, w_s
         )
         slices["search_fit"] = f"{t_s.min()} .. {t_s.max()}"
@@ -147,41 +147,41 @@ def train_classifier(
     refit = config.refit == "train+calibration"
     X_fit = pd.concat([X_tr, X_cal]) if refit else X_tr
     y_fit = np.concatenate([y_tr, y_cal]) if refit else y_tr
-    w_fit = _recency_weights(t_fit, config) if refit else w_tr
-    pipe = _lgbm_pipeline(data, best, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
-    logit = _logistic_pipeline(data, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
+    w_fit = recency_weights(t_fit, config) if refit else w_tr
+    pipe = lgbm_pipeline(data, best, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
+    logit = logistic_pipeline(data, config).fit(X_tr, y_tr, model__sample_weight=w_tr)
     p_logit_cal = logit.predict_proba(X_cal)[:, 1]
     # The blend share, calibrator and bands from the train-only fits' (out-of-sample) calibration-slice scores.
     raw_cal = pipe.predict_proba(X_cal)[:, 1]
-    share, blend = _choose_blend(raw_cal, p_logit_cal, y_cal, config)
+    share, blend = choose_blend(raw_cal, p_logit_cal, y_cal, config)
     linear = LinearPart(logit, data.numeric, data.categorical, X_tr) if share < 1.0 else None
     if linear is not None:
         raw_cal = ScoringModel(
             pipe, Calibrator("none"), data.numeric, data.categorical, config.band_labels, [], 3, linear, share
         ).predict_proba(X_cal)
-    method, cal_scores = _choose_calibration(raw_cal, y_cal, config.random_state, strictly_increasing=refit)
+    method, cal_scores = choose_calibration(raw_cal, y_cal, config.random_state, strictly_increasing=refit)
     calibrator = Calibrator(method).fit(raw_cal, y_cal)  # type: ignore[arg-type]
     p_cal = calibrator.transform(raw_cal)
-    logit_method, _ = _choose_calibration(p_logit_cal, y_cal, config.random_state, strictly_increasing=refit)
+    logit_method, _ = choose_calibration(p_logit_cal, y_cal, config.random_state, strictly_increasing=refit)
     logit_cal = Calibrator(logit_method).fit(p_logit_cal, y_cal)  # type: ignore[arg-type]
     if refit:  # the model and the logistic baseline alike, so the comparison stays fair
-        pipe = _lgbm_pipeline(data, best, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
-        logit = _logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
+        pipe = lgbm_pipeline(data, best, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
+        logit = logistic_pipeline(data, config).fit(X_fit, y_fit, model__sample_weight=w_fit)
         if linear is not None:
             linear = LinearPart(logit, data.numeric, data.categorical, X_fit)
-    shares = _band_shares(config)
+    shares = resolved_band_shares(config)
     model = ScoringModel(
         pipe,
         calibrator,
         data.numeric,
         data.categorical,
         config.band_labels,
-        _band_thresholds(p_cal, shares),
+        thresholds_at_shares(p_cal, shares),
         linear=linear,
         lgbm_share=share,
     )
     if band_population is not None:
-        model.band_thresholds = _band_thresholds(model.predict_proba(band_population), shares)
+        model.band_thresholds = thresholds_at_shares(model.predict_proba(band_population), shares)
 
     p_te = model.predict_proba(X_te)
     metrics = {"model": classification_metrics(y_te, p_te)}
@@ -191,7 +191,7 @@ def train_classifier(
     metrics["logistic"] = classification_metrics(y_te, predictions["logistic"])
     baselines["logistic"] = {"pipeline": logit, "calibration": logit_method}
     for name, col in data.rule_baselines.items():
-        predictions[name], metrics[name], baselines[name] = _rule_baseline(
+        predictions[name], metrics[name], baselines[name] = rule_baseline(
             frame[col], col in data.categorical, pos, y_tr, y_cal, y_te
         )
 
@@ -199,8 +199,8 @@ def train_classifier(
         bands_cal = band_table(y_cal, p_cal, model.band(p_cal), config.band_labels)
         bands_test = band_table(y_te, p_te, model.band(p_te), config.band_labels)
     else:
-        bands_cal = _bands_at_own_shares(y_cal, p_cal, shares, config.band_labels)
-        bands_test = _bands_at_own_shares(y_te, p_te, shares, config.band_labels)
+        bands_cal = bands_at_own_shares(y_cal, p_cal, shares, config.band_labels)
+        bands_test = bands_at_own_shares(y_te, p_te, shares, config.band_labels)
     contrib = model.contributions(X_te)
     importance = (
         contrib.abs()
