@@ -1,5 +1,16 @@
-"""Shared fixtures. Every test session gets its own SALESML_HOME (models/, data/) in a temporary folder, so
-nothing from a developer's own runs leaks in and nothing is written to the work tree."""
+"""Shared fixtures and the test lanes.
+
+Every test session (every xdist worker) gets its own SALESML_HOME (models/, data/) in a temporary folder, so
+nothing from a developer's own runs leaks in and nothing is written to the work tree.
+
+Lanes (``make test-fast`` runs ``tests/unit -m "not slow and not cli"``; ``make test`` runs everything on both
+cores): :func:`pytest_collection_modifyitems` marks every test under ``tests/service`` ``service``, every test
+that runs the ``salesml`` command through :func:`run_cli` (in its body or in a fixture it uses) ``cli``, and
+every test that uses :func:`pg_engine` ``postgres``. For pytest-xdist (``--dist loadgroup``) it puts each test
+in the group of its file, so module- and session-scoped fixtures are built once per file, except that all tests
+using the trained model store (:func:`trained_home`, and so the ``salesml serve`` process on it) share one
+group: that store is trained once, on one worker.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,10 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
 import pytest
 import yaml
@@ -98,6 +112,73 @@ def postgres_url() -> str | None:
             return url
     except OSError:
         return None
+
+
+def postgres_engine(**engine_kw: Any) -> Any:
+    """A SQLAlchemy engine on the test database; skips the calling test, saying why, when no server listens at
+    127.0.0.1:5432 or it refuses the connection. ``engine_kw`` go to ``create_engine``."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, **engine_kw)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as err:
+        engine.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
+    return engine
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[Any]:
+    """An engine on the test database (the test skips without a server); disposed afterwards."""
+    engine = postgres_engine()
+    yield engine
+    engine.dispose()
+
+
+def pg_url(engine: Any) -> str:
+    """The URL of ``engine`` as text, for the CLI and the library functions that take one."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+# --- lanes ---------------------------------------------------------------------------------------------------
+
+
+def _names(code: CodeType) -> set[str]:
+    """Global names a function's code (and the functions nested in it) refer to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names(const)
+    return names
+
+
+def _runs_the_cli(item: pytest.Item) -> bool:
+    funcs = [getattr(item, "function", None)]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        funcs += [d.func for d in defs]
+    return any(f is not None and hasattr(f, "__code__") and "run_cli" in _names(f.__code__) for f in funcs)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = REPO / "tests"
+    for item in items:
+        path = Path(item.path)
+        if path.is_relative_to(tests / "service"):
+            item.add_marker(pytest.mark.service)
+        if hasattr(item, "_fixtureinfo") and _runs_the_cli(item):
+            item.add_marker(pytest.mark.cli)
+        if "pg_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+        if item.get_closest_marker("xdist_group") is None:
+            uses_store = "trained_home" in getattr(item, "fixturenames", ())
+            group = "trained_home" if uses_store else str(path.relative_to(REPO))
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
