@@ -26,10 +26,10 @@ lock:
 demo: venv
 	bash scripts/demo.sh
 
-# Both lanes use both cores (pytest-xdist); tests/conftest.py groups the tests by file, and all tests of the
-# trained model store in one group, so expensive fixtures are built once. PYTEST_WORKERS=0 runs serially.
+# Both lanes use both cores (pytest-xdist); a file's tests stay on one worker (module fixtures are built once)
+# and the trained model store is trained once per run (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 # Everything: unit, data, model, service (the README's test command).
 test: venv

@@ -41,7 +41,9 @@ Models pickled before this was a package (one module, ``training/classifier.py``
 ``training.classifier.ScoringModel``, ``training.classifier.Calibrator``, ``training.classifier.LinearPart`` and
 ``training.classifier.ToCategory``: those four stay importable from here so that such models still load
 (``tests/unit/test_classifier.py::test_models_pickled_under_the_old_module_paths_load``). Do not drop them from
-this module while such models may be in a registry.
+this module while such models may be in a registry. Models pickled since name the modules below
+(``training.classifier.scoring.ScoringModel``, ``training.classifier.pipelines.ToCategory``, ...): moving one of
+those classes needs the same care.
 """
 
 from training.classifier.calibration import Calibrator

@@ -1,4 +1,5 @@
-"""What the classifier trainer is given: the examples (:class:`ClassifierData`) and how to train (:class:`TrainConfig`)."""
+"""What the classifier trainer is given: the examples (:class:`ClassifierData`) and how to train them
+(:class:`TrainConfig`)."""
 
 from __future__ import annotations
 
