@@ -8,7 +8,7 @@ DEMO_DATASET_FORECAST ?= walmart
 DEMO_DATASET_CHURN ?= cdnow
 DEMO_DATASET_LEADS ?= bank-marketing
 
-.PHONY: venv demo test lint lock notebook notebooks-strip clean
+.PHONY: venv demo test test-fast lint lock notebook notebooks-strip clean
 
 # The environment is built from requirements.lock (exact versions), then the project is installed editable.
 $(BIN)/salesml: pyproject.toml requirements.lock
@@ -26,8 +26,18 @@ lock:
 demo: venv
 	bash scripts/demo.sh
 
+# Both lanes use both cores (pytest-xdist); a file's tests stay on one worker (module fixtures are built once)
+# and the trained model store is trained once per run (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
+# Everything: unit, data, model, service (the README's test command).
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
+
+# The inner loop: unit tests that run in-process (no full training, no salesml subprocess).
+test-fast: venv
+	$(BIN)/python -m pytest -q $(XDIST) tests/unit -m "not slow and not cli"
 
 lint: venv
 	$(BIN)/ruff check features training serving tests

@@ -1,5 +1,18 @@
-"""Shared fixtures. Every test session gets its own SALESML_HOME (models/, data/) in a temporary folder, so
-nothing from a developer's own runs leaks in and nothing is written to the work tree."""
+"""Shared fixtures and the test lanes.
+
+Every test session (every xdist worker) gets its own SALESML_HOME (models/, data/) in a temporary folder, so
+nothing from a developer's own runs leaks in and nothing is written to the work tree.
+
+Lanes (``make test-fast`` runs ``tests/unit -m "not slow and not cli"``; ``make test`` runs everything on both
+cores): :func:`pytest_collection_modifyitems` marks every test under ``tests/service`` ``service``, every test
+that runs the ``salesml`` command through :func:`run_cli` (in its body or in a fixture it uses) ``cli``, and
+every test that uses :func:`pg_engine` ``postgres``.
+
+pytest-xdist runs with ``--dist loadfile``: a file's tests stay on one worker, so module fixtures are built once.
+(``--dist loadgroup`` with ``xdist_group`` marks would be the finer tool, but pytest-xdist 3.8 sets the group
+through ``item._nodeid``, which pytest 9.2 no longer reads: the groups are silently ignored.) The trained model
+store (:func:`trained_home`) is used from several files; a lock makes it trained once per run, not per worker.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +21,10 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
+from typing import Any
 
 import pytest
 import yaml
@@ -100,21 +116,123 @@ def postgres_url() -> str | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def trained_home(tmp_path_factory: pytest.TempPathFactory, small_synthetic_spec: Path) -> Path:
-    """A SALESML_HOME whose registry holds a champion of each model (and a second, unpromoted churn version)."""
-    home = tmp_path_factory.mktemp("service-home")
+def postgres_engine(**engine_kw: Any) -> Any:
+    """A SQLAlchemy engine on the test database; skips the calling test, saying why, when no server listens at
+    127.0.0.1:5432 or it refuses the connection. ``engine_kw`` go to ``create_engine``."""
+    url = postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, **engine_kw)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as err:
+        engine.dispose()
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
+    return engine
+
+
+@pytest.fixture
+def pg_engine() -> Iterator[Any]:
+    """An engine on the test database (the test skips without a server); disposed afterwards."""
+    engine = postgres_engine()
+    yield engine
+    engine.dispose()
+
+
+def pg_url(engine: Any) -> str:
+    """The URL of ``engine`` as text, for the CLI and the library functions that take one."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+# --- lanes ---------------------------------------------------------------------------------------------------
+
+
+def _names(code: CodeType) -> set[str]:
+    """Global names a function's code (and the functions nested in it) refer to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names(const)
+    return names
+
+
+def _calls_run_cli(func: Any, seen: set[int]) -> bool:
+    """Whether ``func`` names :func:`run_cli`, itself or through the test helpers (functions in ``tests``) it
+    names."""
+    code = getattr(func, "__code__", None)
+    if code is None or id(func) in seen:
+        return False
+    seen.add(id(func))
+    names = _names(code)
+    if "run_cli" in names:
+        return True
+    scope = getattr(func, "__globals__", {})
+    helpers = (scope.get(n) for n in names)
+    return any(
+        callable(h) and str(getattr(h, "__module__", "")).startswith("tests") and _calls_run_cli(h, seen)
+        for h in helpers
+    )
+
+
+def _runs_the_cli(item: pytest.Item) -> bool:
+    funcs = [getattr(item, "function", None)]
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+        funcs += [d.func for d in defs]
+    seen: set[int] = set()
+    return any(_calls_run_cli(f, seen) for f in funcs if f is not None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests = REPO / "tests"
+    for item in items:
+        path = Path(item.path)
+        if path.is_relative_to(tests / "service"):
+            item.add_marker(pytest.mark.service)
+        if hasattr(item, "_fixtureinfo") and _runs_the_cli(item):
+            item.add_marker(pytest.mark.cli)
+        if "pg_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def _train_store(home: Path, spec: Path) -> None:
     env = {"SALESML_HOME": str(home)}
-    spec = str(small_synthetic_spec)
     steps = [
-        ("train", "sales", "--dataset", spec, "--promote", "--fast"),
-        ("train", "churn", "--dataset", spec, "--promote", "--trials", "2"),
-        ("train", "leads", "--dataset", spec, "--promote", "--trials", "2"),
-        ("train", "churn", "--dataset", spec, "--trials", "2"),
+        ("train", "sales", "--dataset", str(spec), "--promote", "--fast"),
+        ("train", "churn", "--dataset", str(spec), "--promote", "--trials", "2"),
+        ("train", "leads", "--dataset", str(spec), "--promote", "--trials", "2"),
+        ("train", "churn", "--dataset", str(spec), "--trials", "2"),
     ]
     for args in steps:
         result = run_cli(*args, env=env, timeout=900)
         assert result.returncode == 0, (
             f"salesml {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         )
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, small_synthetic_spec: Path) -> Path:
+    """A SALESML_HOME whose registry holds a champion of each model (and a second, unpromoted churn version).
+
+    Trained once per test run: under pytest-xdist the first worker that needs it trains it into a folder all
+    workers share (the others wait on a lock), and each worker gets its own copy, so that what one worker's
+    tests write (snapshots, score files, the service's model cache) never meets another's.
+    """
+    import fcntl
+
+    home = tmp_path_factory.mktemp("service-home")
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        _train_store(home, small_synthetic_spec)
+        return home
+    shared = tmp_path_factory.getbasetemp().parent / "trained-home"
+    with (shared.parent / "trained-home.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not (shared / ".trained").exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a half-trained store of a worker that died
+            shared.mkdir()
+            _train_store(shared, small_synthetic_spec)
+            (shared / ".trained").touch()
+    shutil.copytree(shared, home, dirs_exist_ok=True)
     return home

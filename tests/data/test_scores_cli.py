@@ -7,24 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import postgres_url, run_cli
+from tests.conftest import pg_url, run_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture
-def pg_table():
-    url = postgres_url()
-    if url is None:
-        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
+def pg_table(pg_engine):
     import sqlalchemy as sa
 
     name = f"crm_scores_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(url)
-    yield engine, url, name
-    with engine.begin() as conn:
+    yield pg_engine, pg_url(pg_engine), name
+    with pg_engine.begin() as conn:
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
-    engine.dispose()
 
 
 @pytest.mark.parametrize(("kind", "key"), [("churn", "customer_id"), ("leads", "lead_id")])

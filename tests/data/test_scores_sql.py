@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.errors import SalesmlError
-from tests.conftest import postgres_url
+from tests.conftest import pg_url
 from training.scores_sql import crm_rows, write_score_frame, write_scores
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -77,24 +77,14 @@ def read_table(url: str, table: str, key: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def pg_table():
+def pg_table(pg_engine):
     """A unique table name in the test database, dropped afterwards."""
-    url = postgres_url()
-    if url is None:
-        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as err:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
     name = f"salesml_scores_{uuid.uuid4().hex[:10]}"
-    yield url, name, engine
-    with engine.begin() as conn:
+    yield pg_url(pg_engine), name, pg_engine
+    with pg_engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    engine.dispose()
 
 
 @pytest.mark.postgres

@@ -11,29 +11,21 @@ import yaml
 
 from features.load import load_dataset
 from features.spec import BUILTIN_SPEC_DIR, SpecError
-from tests.conftest import postgres_url
+from tests.conftest import pg_url
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_schema():
-    url = postgres_url()
-    if url is None:
-        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
+def pg_schema(pg_engine):
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url)
     schema = f"salesml_test_{uuid.uuid4().hex[:8]}"
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as err:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
-    yield engine, schema, url
-    with engine.begin() as conn:
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield pg_engine, schema, pg_url(pg_engine)
+    with pg_engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def _to_sql_spec(name: str, schema: str, tmp_path: Path, *, query_table: str | None = None) -> Path:

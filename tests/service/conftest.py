@@ -1,7 +1,8 @@
 """A trained model store and a real ``salesml serve`` process for the service tests.
 
 The three models are trained once per session on the small synthetic organisation, through the same CLI a user
-runs, into a private SALESML_HOME. The server is started as a subprocess on a free loopback port.
+runs, into a private SALESML_HOME. The server is started as a subprocess on a free loopback port. The ``service``
+marker is set on every test here by ``tests/conftest.py`` (a ``pytestmark`` in a conftest has no effect).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import httpx
 import pytest
 
 from tests.conftest import BIN
-
-pytestmark = pytest.mark.service
 
 TOKEN = "test-token-7f3a"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BIN, postgres_url, run_cli
+from tests.conftest import BIN, postgres_engine, run_cli
 from tests.service.conftest import free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.service]
@@ -30,25 +30,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.service]
 SERVER_START_TIMEOUT = 300  # s; about 24 s on an idle machine, over 100 s seen with the 2 cores busy
 
 
-def _admin_engine():
-    import sqlalchemy as sa
-
-    url = postgres_url()
-    if url is None:
-        pytest.skip("no PostgreSQL server listening at 127.0.0.1:5432 (database 'test', trust auth)")
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as err:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 refused the test connection: {err}")
-    return engine
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` on a fresh PostgreSQL database; yields its URL; stops it and drops the database."""
-    engine = _admin_engine()
+    engine = postgres_engine(isolation_level="AUTOCOMMIT")  # CREATE DATABASE cannot run in a transaction
     db = f"salesml_mlflow_{uuid.uuid4().hex[:10]}"
     with engine.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{db}"')

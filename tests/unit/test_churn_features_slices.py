@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from features.churn import CUTOFF, LABEL
 from features.errors import SalesmlError
 from training.churn import _sliced, plan_slices
-from training.classifier import ClassifierData, TrainConfig, _split
+from training.classifier import ClassifierData, TrainConfig
+from training.classifier.split import split_slices
 
 DAY0 = pd.Timestamp("2020-01-01")
 
@@ -64,7 +65,7 @@ def test_no_fitted_label_window_reaches_a_later_slice(
         assert max(plan.train) + h < min(plan.calibration)
 
     data, fractions = _sliced(_data(cutoffs, sizes[: len(cutoffs)], horizon, seed), plan)
-    train, cal, test, info = _split(data, TrainConfig(fractions=fractions))
+    train, cal, test, info = split_slices(data, TrainConfig(fractions=fractions))
     times = data.frame[CUTOFF]
     got = {name: set(times.loc[ix]) for name, ix in (("train", train), ("cal", cal), ("test", test))}
     assert got == {"train": set(plan.train), "cal": set(plan.calibration), "test": set(plan.test)}

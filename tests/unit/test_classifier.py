@@ -252,7 +252,7 @@ def test_recency_weighting_follows_the_latest_regime() -> None:
 
 def _pipeline_predict(model, frame: pd.DataFrame) -> pd.DataFrame:
     """The reference: probabilities, contributions and reasons through the scikit-learn pipeline (pandas in)."""
-    from training.classifier import _fmt
+    from training.classifier.scoring import _fmt
 
     X = model.prepare(frame)
     Xt = model.pipeline.named_steps["prepare"].transform(X)
@@ -352,8 +352,36 @@ def test_lean_path_follows_the_boosters_category_order_and_survives_pickling(mix
     pd.testing.assert_frame_equal(
         model.predict(rows), _pipeline_predict(model, rows), check_exact=False, rtol=1e-12, atol=1e-12
     )
+    # __getstate__ leaves the lean cache (booster -> input recipe) out of the pickle; the first call after
+    # loading rebuilds it for the loaded booster and takes the lean path again.
+    mixed_model.predict(rows.head(3))
+    assert "_lean_cache" in mixed_model.__dict__
+    assert "_lean_cache" not in mixed_model.__getstate__()
     restored = pickle.loads(pickle.dumps(mixed_model))
-    assert "_lean_cache" not in restored.__dict__ or restored.__dict__["_lean_cache"][1] is not None
+    assert "_lean_cache" not in restored.__dict__
+    pd.testing.assert_frame_equal(restored.predict(rows), mixed_model.predict(rows), check_exact=True)
+    booster_after, lean_after = restored.__dict__["_lean_cache"]
+    assert booster_after is restored.pipeline.named_steps["model"]._Booster and lean_after is not None
+
+
+def test_models_pickled_under_the_old_module_paths_load(mixed_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models logged while the classifier was one module (training/classifier.py) name their classes
+    ``training.classifier.<Class>``; the package keeps those names importable, so such models still load."""
+    import pickle
+    import pickletools
+
+    from training.classifier import calibration, pipelines, scoring
+
+    for cls in (scoring.ScoringModel, calibration.Calibrator, pipelines.LinearPart, pipelines.ToCategory):
+        monkeypatch.setattr(cls, "__module__", "training.classifier")  # as the one-module code pickled them
+    old = pickle.dumps(mixed_model)
+    monkeypatch.undo()
+    strings = {arg for op, arg, _ in pickletools.genops(old) if isinstance(arg, str)}
+    assert {s for s in strings if s.startswith("training.")} == {"training.classifier"}
+    assert {"ScoringModel", "Calibrator", "LinearPart", "ToCategory"} <= strings
+    restored = pickle.loads(old)
+    assert type(restored) is scoring.ScoringModel and type(restored.linear) is pipelines.LinearPart
+    rows = _awkward_rows(50)
     pd.testing.assert_frame_equal(restored.predict(rows), mixed_model.predict(rows), check_exact=True)
 
 
@@ -379,16 +407,16 @@ def test_search_gap_fits_the_search_on_older_train_rows_only() -> None:
 
 
 def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from training.classifier import _PARALLEL_ROWS, _threads
+    from training.classifier.lean import PARALLEL_ROWS, prediction_threads
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     monkeypatch.delenv("SALESML_SERVE_WORKERS", raising=False)
-    assert _threads(_PARALLEL_ROWS - 1) == 1  # small batches: one thread
-    assert _threads(_PARALLEL_ROWS) == 8
+    assert prediction_threads(PARALLEL_ROWS - 1) == 1  # small batches: one thread
+    assert prediction_threads(PARALLEL_ROWS) == 8
     monkeypatch.setenv("SALESML_SERVE_WORKERS", "2")
-    assert _threads(10_000) == 4
+    assert prediction_threads(10_000) == 4
     monkeypatch.setenv("SALESML_SERVE_WORKERS", "16")
-    assert _threads(10_000) == 1
+    assert prediction_threads(10_000) == 1
     for unusable in (
         "",
         "0",
@@ -398,7 +426,7 @@ def test_prediction_threads_share_the_cores_among_service_workers(monkeypatch: p
         "\u00b2",  # a digit to str.isdigit, not to int()
     ):  # what the service's decorator also reads as its default, 1
         monkeypatch.setenv("SALESML_SERVE_WORKERS", unusable)
-        assert _threads(10_000) == 8, unusable
+        assert prediction_threads(10_000) == 8, unusable
 
 
 def test_blend_share_is_chosen_on_the_calibration_slice_and_its_reasons_add_up(fitted) -> None:
@@ -438,7 +466,7 @@ def test_linear_contributions_add_up_to_the_logistic_pipelines_log_odds(mixed_mo
 
 
 def test_a_blend_must_beat_lightgbm_alone_by_the_minimum_gain() -> None:
-    from training.classifier import _choose_blend
+    from training.classifier.selection import choose_blend
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 4000)
@@ -446,12 +474,12 @@ def test_a_blend_must_beat_lightgbm_alone_by_the_minimum_gain() -> None:
     p_tree = 1 / (1 + np.exp(-(signal + rng.normal(0, 1.0, len(y)))))  # noisier than
     p_logit = 1 / (1 + np.exp(-(signal + rng.normal(0, 0.5, len(y)))))  # the logistic model
     config = TrainConfig(blend_shares=(1.0, 0.5, 0.0))
-    share, info = _choose_blend(p_tree, p_logit, y, config)
+    share, info = choose_blend(p_tree, p_logit, y, config)
     gain = info["calibration_auc"][str(share)] - info["calibration_auc"]["1.0"]
     assert share < 1.0 and gain >= config.blend_min_gain, info
     # the same gain short of a (larger) minimum: LightGBM alone, and the report says why
     strict = TrainConfig(blend_shares=(1.0, 0.5, 0.0), blend_min_gain=gain + 1e-4)
-    share, info = _choose_blend(p_tree, p_logit, y, strict)
+    share, info = choose_blend(p_tree, p_logit, y, strict)
     assert share == 1.0 and "no share beats 1.0" in info["why"], info
 
 
@@ -472,7 +500,7 @@ def test_linear_contributions_follow_the_fitted_columns_not_their_names() -> Non
     # (the imputer drops it and keeps only its missing indicator); "rare" falls into the infrequent column.
     import warnings
 
-    from training.classifier import LinearPart, _logistic_pipeline
+    from training.classifier.pipelines import LinearPart, logistic_pipeline
 
     rng = np.random.default_rng(0)
     n = 400
@@ -496,7 +524,7 @@ def test_linear_contributions_follow_the_fitted_columns_not_their_names() -> Non
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the imputer warns about the empty column
-        pipe = _logistic_pipeline(data, FAST).fit(X, y)
+        pipe = logistic_pipeline(data, FAST).fit(X, y)
         linear = LinearPart(pipe, data.numeric, data.categorical, X)
         margin, contrib = linear.margin_and_contributions(X)
         expected = pipe.decision_function(X)

@@ -17,6 +17,9 @@ from training.classifier import log_and_register, train_classifier
 from training.metrics import classification_metrics
 from training.registry import champion_version, history, promote_if_better, rollback
 
+# Three trainings and MLflow stores (about 2 minutes on 2 busy cores): not the inner loop.
+pytestmark = pytest.mark.slow
+
 NAME = "churn_risk"
 
 
