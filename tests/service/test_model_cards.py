@@ -15,7 +15,9 @@ def test_every_registered_version_carries_its_card_written_before_the_gate(
 ) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{trained_home / 'models' / 'mlflow.db'}")
+    # both URIs: an earlier test in this process may have set a global registry URI (registry.configure)
+    uri = f"sqlite:///{trained_home / 'models' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     versions = client.search_model_versions(f"name='{name}'")
     assert versions, f"no version of {name} in {trained_home}"
     for mv in versions:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,9 +13,6 @@ from sklearn.compose import ColumnTransformer
 
 from features.settings import env_positive_int
 from training.classifier.pipelines import ToCategory
-
-if TYPE_CHECKING:
-    from training.classifier.scoring import ScoringModel
 
 __all__ = ["PARALLEL_ROWS", "LeanInput", "prediction_threads"]
 
@@ -37,14 +34,16 @@ def prediction_threads(n_rows: int) -> int:
 
 @dataclass(frozen=True)
 class LeanInput:
-    """What :meth:`ScoringModel._matrix` needs to reproduce the pipeline's input to LightGBM exactly."""
+    """What :class:`~training.classifier.scoring.ScoringModel`'s lean path needs to reproduce the pipeline's input to LightGBM exactly."""
 
     booster: Any
     categories: list[pd.Index]  # ToCategory's categories per categorical column
     remap: list[np.ndarray]  # ToCategory code (plus -1 last) -> the booster's pandas category code, -1 = none
 
     @classmethod
-    def build(cls, model: ScoringModel, booster: Any) -> LeanInput | None:
+    def build(
+        cls, model: Any, booster: Any
+    ) -> LeanInput | None:  # model: a ScoringModel (scoring imports lean)
         steps = model.pipeline.named_steps
         pre = steps.get("prepare")
         if not isinstance(pre, ColumnTransformer) or not hasattr(pre, "transformers_"):
