@@ -40,9 +40,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features.churn import CUTOFF, LABEL, build_churn_set
+from features.churn_columns import with_bgnbd, with_cutoff_ranks
 from features.load import Dataset, load_dataset
 from features.spec import CUSTOMER_ID, TIME, Role
-from training.churn import with_bgnbd, with_cutoff_ranks
 
 CHUNK_DAYS = 30
 LGBM = {

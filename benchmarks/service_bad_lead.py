@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 
 def _leads(dataset_name: str, n: int) -> tuple[list[dict], str]:
     """``n`` leads of the data set as request items, and the numeric field to spoil."""
-    from features.leads import lead_record_errors
+    from features.inputs import lead_record_errors
     from features.load import load_dataset
     from features.spec import LEAD_ID, Role
 

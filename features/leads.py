@@ -19,9 +19,9 @@ history, the activities, the lookups), with no global state, so it can be mapped
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -50,8 +50,6 @@ __all__ = [
     "build_lead_set",
     "data_end",
     "lead_features",
-    "lead_record_errors",
-    "leads_from_records",
     "period_context",
     "point_in_time_rates",
     "rate_keys",
@@ -543,112 +541,3 @@ def value_column(frame: pd.DataFrame, table: TableSpec) -> str | None:
     if AMOUNT in frame.columns and AMOUNT not in table.post_outcome:
         return AMOUNT
     return next((c for c in _PRICE_COLUMNS if c in frame.columns), None)
-
-
-def lead_record_errors(records: Sequence[Any], table: TableSpec) -> dict[int, str]:
-    """Why each raw lead of a batch cannot be scored, by position (the ones not listed can be).
-
-    A record must be an object with a non-empty ``lead_id``, only the leads table's pre-outcome fields, single
-    values (no lists or objects), a number in each numeric field and a date between
-    :data:`EARLIEST_LEAD_DATE` and :data:`LATEST_LEAD_DATE` in ``created_at`` (a time zone is converted to UTC);
-    an empty text is a missing value. The type checks run on whole columns, so a batch of 10,000 costs about as
-    much as one. Repeated ids are a batch-level matter (:func:`leads_from_records`).
-    """
-    known = (set(table.columns) | {LEAD_ID}) - {OUTCOME, CLOSED_AT} - set(table.post_outcome)
-    errors: dict[int, str] = {}
-    for i, row in enumerate(records):
-        if not isinstance(row, Mapping):
-            errors[i] = f"lead #{i}: expected an object of attributes, got {type(row).__name__}"
-            continue
-        lead_id = row.get(LEAD_ID)
-        if lead_id is None or (isinstance(lead_id, str) and not lead_id.strip()):
-            errors[i] = f"lead #{i}: missing 'lead_id' (every lead in a batch needs an id)"
-            continue
-        unknown = sorted(set(row) - known)
-        if unknown:
-            errors[i] = f"lead #{i} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
-            continue
-        nested = next((k for k, v in row.items() if isinstance(v, Mapping | list | tuple | set)), None)
-        if nested is not None:
-            errors[i] = (
-                f"lead #{i} ({lead_id}): field {nested!r} holds a {type(row[nested]).__name__}; expected a "
-                "single value (a number, a text or a date)"
-            )
-    typed = {c: "a number" for c, kind in table.types.items() if kind == "numeric"} | {CREATED_AT: "a date"}
-    ok = [i for i in range(len(records)) if i not in errors]
-    for col, expected in typed.items():
-        if not any(col in records[i] for i in ok):
-            continue
-        values = pd.Series([records[i].get(col) for i in ok], index=ok, dtype=object)
-        _, bad = _convert(values, col)
-        for i in bad[bad].index:
-            shown = _plain(values[i])
-            rule = (
-                f"a date between {EARLIEST_LEAD_DATE} and {LATEST_LEAD_DATE}"
-                if col == CREATED_AT
-                else expected
-            )
-            errors[int(i)] = f"lead {records[i][LEAD_ID]}: field {col!r} must be {rule}, got {shown!r}"
-    return dict(sorted(errors.items()))
-
-
-EARLIEST_LEAD_DATE, LATEST_LEAD_DATE = "1900-01-01", "2200-12-31"
-
-
-def _convert(values: pd.Series, col: str) -> tuple[pd.Series, pd.Series]:
-    """A raw column as numbers (or, for ``created_at``, naive UTC dates) and the mask of values that do not
-    convert; an empty text is missing, true / false is neither a number nor a date."""
-    values = values.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
-    flags = values.map(lambda v: isinstance(v, bool))
-    clean = values.mask(flags)
-    if col == CREATED_AT:
-        as_text = clean.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-        converted = pd.to_datetime(as_text, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
-        out_of_range = (converted < pd.Timestamp(EARLIEST_LEAD_DATE)) | (
-            converted > pd.Timestamp(LATEST_LEAD_DATE)
-        )
-        converted = converted.mask(out_of_range)
-        bad = (converted.isna() & as_text.notna()) | flags
-    else:
-        converted = pd.to_numeric(clean, errors="coerce")
-        bad = (converted.isna() & clean.notna()) | flags | ~np.isfinite(converted.fillna(0.0))
-        converted = converted.mask(bad)
-    return converted, bad
-
-
-def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:
-    """A batch of raw leads (dicts keyed by canonical column names) as a canonical, open leads frame.
-
-    Every record needs a non-empty ``lead_id``; ids must be unique in the batch. Unknown keys are an error
-    (they would be silently ignored otherwise); missing attributes are allowed and become missing values. The
-    per-record rules are :func:`lead_record_errors`'.
-
-    Raises:
-        SalesmlError: naming the record and the field (the first one that breaks a rule).
-    """
-    rows = list(records)
-    if not rows:
-        raise SalesmlError("the lead batch is empty: send at least one lead with a 'lead_id'")
-    errors = lead_record_errors(rows, table)
-    if errors:
-        more = f" (and {len(errors) - 1} more lead(s))" if len(errors) > 1 else ""
-        raise SalesmlError(next(iter(errors.values())) + more)
-    frame = pd.DataFrame([dict(r) for r in rows])
-    frame[LEAD_ID] = frame[LEAD_ID].astype(str)
-    dup = frame[LEAD_ID].duplicated(keep=False)
-    if dup.any():
-        raise SalesmlError(
-            f"lead_id must be unique in a batch; repeated: {sorted(set(frame.loc[dup, LEAD_ID]))}"
-        )
-    frame[OUTCOME] = pd.Categorical(["open"] * len(frame), categories=["won", "lost", "open"])
-    if CREATED_AT in frame.columns:
-        frame[CREATED_AT] = _convert(frame[CREATED_AT].astype(object), CREATED_AT)[0].astype("datetime64[ns]")
-    for col, kind in table.types.items():
-        if col in frame.columns and kind == "numeric":
-            frame[col] = _convert(frame[col].astype(object), col)[0].astype(float)
-    return frame
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (for messages: True, not np.True_)."""
-    return value.item() if isinstance(value, np.generic) else value

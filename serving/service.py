@@ -4,9 +4,10 @@ Start it with ``salesml serve`` (a thin wrapper over ``bentoml serve serving.ser
 resolves ``models:/<name>@champion`` for sales_forecast, churn_risk and lead_score (see
 :mod:`serving.champions`), serves whichever exist and says which are missing. Requests are validated at the edge
 (pydantic); per-item problems become error entries, never a failed batch; nothing a client sends produces a 5xx.
-No feature logic lives here: churn features come from the materialized snapshot written by ``features/``, lead
-features are built by ``training.leads.score_lead_records`` (which calls ``features/``), forecasts are read from
-the trained artifacts through ``training.forecast.serve_api``.
+No feature logic lives here: input checks are :mod:`features.inputs`; churn rows (the materialized snapshot written
+by ``features/``, or feature values sent) are scored by ``training.churn.score_churn_rows``, lead records by
+``training.leads.score_lead_records`` (both build their features in ``features/``); forecasts are read from the
+trained artifacts through ``training.forecast.serve_api``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     import shutil
 
     from features.churn_snapshot import read_churn_snapshot, snapshot_path
-    from training.churn import RANK_SUFFIX, RANKED_COLUMNS, cutoff_rank_reference
+    from training.churn import prepare_churn_snapshot, score_churn_rows
     from training.classifier import load_scoring_model
 
     scoring = load_scoring_model(str(path))
@@ -89,30 +90,28 @@ def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
         shutil.copyfile(live, copy.with_suffix(".tmp"))
         os.replace(copy.with_suffix(".tmp"), copy)
     snapshot, snap_meta = read_churn_snapshot(meta.get("dataset", ""), path=copy if copy.exists() else live)
-    snapshot = snapshot.assign(customer_id=snapshot["customer_id"].astype(str)).reset_index(drop=True)
-    for col in scoring.features:  # a feature the snapshot lacks is missing for every customer
-        if col not in snapshot.columns:
-            snapshot[col] = np.nan
+    snapshot, rank_reference = prepare_churn_snapshot(snapshot, scoring)
     ids = snapshot["customer_id"].tolist()
-    revenue = (
-        snapshot["revenue_12m"]
-        if "revenue_12m" in snapshot.columns
-        else pd.Series(np.nan, index=snapshot.index)
-    )
-    encoded = scoring.encode(snapshot)
+    scored = None
+    if len(snapshot):
+        rows = score_churn_rows(
+            snapshot, scoring, version=str(meta.get("version", "")), horizon_days=_horizon(snap_meta)
+        )
+        scored = {col: rows[col].to_numpy() for col in rows.columns}
     return {
         "scoring": scoring,
         "snapshot_meta": snap_meta,
         # Done once here, not per request: id -> row, and the scores of every snapshot customer (the model and
         # the snapshot only change together, on a reload), so a request by id is a look-up of model output.
         "positions": {cid: i for i, cid in reversed(list(enumerate(ids)))},
-        "scored": scoring.score(encoded) if len(snapshot) else None,
-        "revenue": pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float),
+        "scored": scored,
         # rows sent with feature values get their within-cutoff ranks against these customers
-        "rank_reference": cutoff_rank_reference(
-            snapshot[[c for c in RANKED_COLUMNS if f"{c}{RANK_SUFFIX}" in scoring.features]]
-        ),
+        "rank_reference": rank_reference,
     }
+
+
+def _horizon(snap_meta: dict[str, Any]) -> int:
+    return int(snap_meta.get("horizon_days") or 0)
 
 
 def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -133,25 +132,6 @@ def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
 
 
 LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
-
-
-def _feature_problem(features: dict[str, Any], numeric: set[str]) -> str | None:
-    """Why a customer's sent feature values cannot be scored, or None: a numeric feature must be a finite number
-    (true / false count as 1 / 0), a categorical one a text or a number; null is a missing value."""
-    for name, value in features.items():
-        if value is None:
-            continue
-        if name in numeric:
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    return f"feature {name!r} must be a number, got {value[:40]!r}"
-            if not np.isfinite(float(value)):
-                return f"feature {name!r} must be a finite number, got {value}"
-        elif isinstance(value, float) and not np.isfinite(value):
-            return f"feature {name!r} must be a text (a category), got {value}"
-    return None
 
 
 def _max_batch() -> int:
@@ -272,30 +252,23 @@ class SalesML:
         are computed against the snapshot's customers from the raw value sent). An unknown id gives an error
         entry for that item; the rest are scored.
         """
-        from training.churn import fill_cutoff_ranks
+        from features.inputs import churn_feature_problem
+        from training.churn import score_churn_rows
 
         _check_batch(customers, "customers")
         champ = self._champion("churn_risk")
         bundle = champ.model
         scoring, snap_meta, positions = bundle["scoring"], bundle["snapshot_meta"], bundle["positions"]
-        horizon = int(snap_meta.get("horizon_days") or 0)
+        horizon = _horizon(snap_meta)
         cutoff = str(snap_meta.get("cutoff") or champ.meta.get("data_cutoff") or "")
         results: list[Any] = [None] * len(customers)
         by_id: list[int] = []  # request positions scored from the snapshot
         rows: list[int] = []  # their snapshot rows
         sent: list[int] = []  # request positions scored from the features sent
-        known = {*scoring.features, "revenue_12m"}  # revenue_12m: not a feature, the base of revenue at risk
-        numeric = {*scoring.numeric, "revenue_12m"}
         for i, item in enumerate(customers):
             if item.features:  # None or {}: the customer's row in the snapshot
-                unknown = sorted(set(item.features) - known)
-                problem = _feature_problem(item.features, numeric)
-                if unknown:
-                    results[i] = ItemError(
-                        id=item.customer_id,
-                        error=f"unknown feature(s) {unknown}; expected some of {scoring.features} (and revenue_12m)",
-                    )
-                elif problem:
+                problem = churn_feature_problem(item.features, scoring.features, scoring.numeric)
+                if problem:
                     results[i] = ItemError(id=item.customer_id, error=problem)
                 else:
                     sent.append(i)
@@ -308,41 +281,35 @@ class SalesML:
                     error=f"customer {item.customer_id!r} is not in the feature snapshot of {cutoff} "
                     "(unknown, or no purchase in the look-back window); send its features instead",
                 )
-        parts = []
+        parts = []  # (request positions, their churn_output columns)
         if by_id:
-            scored = {k: v[rows] for k, v in bundle["scored"].items()}
-            parts.append((by_id, scored, bundle["revenue"][rows]))
+            parts.append((by_id, {k: v[rows] for k, v in bundle["scored"].items()}))
         if sent:
             frame = pd.DataFrame(
                 [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
             )
-            # ranks among the cutoff's customers: a client cannot know them, the snapshot does
-            frame = fill_cutoff_ranks(frame, bundle["rank_reference"])
-            for col in scoring.features:
-                if col not in frame.columns:
-                    frame[col] = np.nan
             try:
-                encoded = scoring.encode(frame)
+                scored = score_churn_rows(
+                    frame,
+                    scoring,
+                    version=champ.version,
+                    horizon_days=horizon,
+                    rank_reference=bundle["rank_reference"],
+                )
             except SalesmlError as err:
                 raise BadRequest(str(err)) from None
-            revenue = (
-                frame["revenue_12m"]
-                if "revenue_12m" in frame.columns
-                else pd.Series(np.nan, index=frame.index)
-            )
-            revenue = pd.to_numeric(revenue, errors="coerce").to_numpy(dtype=float)
-            parts.append((sent, scoring.score(encoded), revenue))
+            parts.append((sent, {col: scored[col].to_numpy() for col in scored.columns}))
         common = {
             "horizon_days": horizon,
             "model_name": champ.name,
             "model_version": champ.version,
             "data_cutoff": cutoff,
         }
-        for items, pred, revenue in parts:
-            prob = pred["probability"].astype(float).tolist()
-            tier = [str(t) for t in pred["band"]]
-            at_risk = (pred["probability"] * revenue).tolist()
-            reasons = _reason_lists(pred, len(items))
+        for items, out in parts:
+            prob = out["churn_probability"].astype(float).tolist()
+            tier = [str(t) for t in out["risk_tier"]]
+            at_risk = out["revenue_at_risk"].astype(float).tolist()
+            reasons = _reason_lists(out, len(items))
             for j, i in enumerate(items):
                 results[i] = ChurnResult(
                     customer_id=customers[i].customer_id,
@@ -361,7 +328,7 @@ class SalesML:
         """Conversion probability, grade A-D and top 3 factors per lead or deal (and expected value for deals)."""
         _check_batch(leads, "leads")
         champ = self._champion("lead_score")
-        from features.leads import lead_record_errors
+        from features.inputs import lead_record_errors
         from training.leads import score_lead_records
 
         results: list[Any] = [None] * len(leads)

@@ -11,26 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from features.audit import AuditResult, audit_leads
 from features.errors import SalesmlError
-from features.leads import (
-    DECISION_TIME,
-    LABEL,
-    LeadSet,
-    LeadSetOptions,
-    build_lead_set,
-    data_end,
-    lead_features,
-    leads_from_records,
-    rate_keys,
-    time_kind_of,
-    value_column,
-)
-from features.load import Dataset, join_lookups
-from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OUTCOME, OWNER, Role
+from features.lead_records import lead_record_features
+from features.leads import DECISION_TIME, LABEL, LeadSet, LeadSetOptions, build_lead_set
+from features.load import Dataset
+from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OWNER, Role
 from training.classifier import ClassifierData, TrainConfig, TrainedClassifier, train_classifier
 
 __all__ = [
@@ -299,11 +287,9 @@ def score_lead_records(
 ) -> pd.DataFrame:
     """Score a batch of raw leads (attribute dicts with canonical names) as of the end of ``dataset``.
 
-    The feature rows are built by :func:`features.leads.lead_features` exactly as for training: lookups
-    joined, the owner's / product's win rates from leads closed before the data end, activity counts from the
-    data set's activities before it; for row-ordered data with ``period_columns``, each lead's period context
-    as if it were the single next row after the data set's rows. A lead's score therefore does not depend on
-    the other leads in the batch or their order. This is the function the service calls.
+    The feature rows are :func:`features.lead_records.lead_record_features` (built exactly as for training, as
+    of the end of the data set); a lead's score therefore does not depend on the other leads in the batch or
+    their order. This is the function the service and ``salesml score leads --input`` call.
 
     Args:
         records: dicts with ``lead_id`` and any of the leads table's attribute columns.
@@ -316,52 +302,7 @@ def score_lead_records(
     Raises:
         SalesmlError: a record without ``lead_id``, an unknown field, a repeated id, or no champion.
     """
-    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
-    partition = leads_from_records(records, table)
-    leads = dataset.tables[name]
-    partition = _like(partition, leads)
-    activities = dataset.table(Role.activities)
-    time_kind = time_kind_of(leads, table)
-    history = None
-    if time_kind == "datetime":
-        history = join_lookups(leads, dataset)
-        history = history.assign(**{LABEL: history[OUTCOME].astype("string").map({"won": 1.0, "lost": 0.0})})
-    else:  # new leads come after every known row
-        partition[DECISION_TIME] = len(leads) + np.arange(1, len(partition) + 1)
-    types = sorted(activities["type"].dropna().astype(str).unique()) if activities is not None else None
-    frame, _, _, _ = lead_features(
-        partition,
-        table,
-        time_kind=time_kind,
-        decision_at="created",
-        as_of=data_end(leads, activities),
-        history=history,
-        rate_keys=rate_keys(dataset, join_lookups(leads.head(1), dataset).columns),
-        activities=activities if time_kind == "datetime" else None,
-        activity_types=types,
-        lookups=dataset,
-        # Period context: each new lead as the single next row after the data (independent of the batch).
-        earlier=leads if time_kind == "row_order" else None,
-    )
+    frame, value_col = lead_record_features(records, dataset)
     if scoring is None:
         scoring, version = _model_and_version(model_name, alias, dataset)
-    return _output(frame, scoring, value_column(frame, table), model_name, str(version))
-
-
-def _like(partition: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
-    """Give a batch of raw leads the columns and types of the data set's leads table (JSON has no dates)."""
-    out = partition.copy()
-    for col in leads.columns:
-        if col == OUTCOME:
-            continue
-        kind = leads[col].dtype
-        if col not in out.columns:
-            out[col] = pd.Series([np.nan] * len(out), index=out.index)
-        if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
-            values = out[col].map(lambda v: float(v) if isinstance(v, bool) else v)
-            out[col] = pd.to_numeric(values, errors="coerce").astype(float)
-        elif pd.api.types.is_datetime64_any_dtype(kind):
-            out[col] = pd.to_datetime(out[col], errors="coerce")
-        elif col != LEAD_ID:
-            out[col] = out[col].astype(object).where(out[col].notna(), np.nan)
-    return out
+    return _output(frame, scoring, value_col, model_name, str(version))

@@ -62,8 +62,8 @@ def test_models_and_readiness(server: Server) -> None:
 
 
 def test_churn_by_id_and_by_features_matches_the_library(server: Server, library: Path) -> None:
+    from features.churn_columns import fill_cutoff_ranks
     from features.churn_snapshot import read_churn_snapshot
-    from training.churn import fill_cutoff_ranks
     from training.classifier import load_scoring_model
 
     snapshot, meta = read_churn_snapshot("synthetic")

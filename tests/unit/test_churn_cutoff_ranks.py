@@ -1,4 +1,4 @@
-"""Within-cutoff rank features (training.churn.with_cutoff_ranks): correct ranks, point in time, per cutoff."""
+"""Within-cutoff rank features (features.churn_columns.with_cutoff_ranks): correct ranks, point in time, per cutoff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.churn import CUTOFF, ChurnSet, churn_partition
-from training.churn import RANKED_COLUMNS, with_cutoff_ranks
+from features.churn_columns import RANKED_COLUMNS, with_cutoff_ranks
 
 DAY0 = pd.Timestamp("2024-01-01")
 END = pd.Timestamp("2025-06-01")
@@ -97,7 +97,7 @@ def test_events_after_the_cutoff_change_no_rank_at_the_cutoff(
 )
 def test_ranks_filled_for_sent_features_match_joining_the_cutoff(reference: list[int], value: int) -> None:
     # A client sends raw values only: its rank is the one the row would get as one more customer at the cutoff.
-    from training.churn import cutoff_rank_reference, fill_cutoff_ranks
+    from features.churn_columns import cutoff_rank_reference, fill_cutoff_ranks
 
     snapshot = pd.DataFrame({c: np.asarray(reference, dtype=float) for c in RANKED_COLUMNS})
     snapshot[CUTOFF] = END
@@ -116,7 +116,7 @@ def test_ranks_filled_for_sent_features_match_joining_the_cutoff(reference: list
 
 
 def test_sent_ranks_are_kept_and_missing_values_stay_missing() -> None:
-    from training.churn import fill_cutoff_ranks
+    from features.churn_columns import fill_cutoff_ranks
 
     snapshot = pd.DataFrame({"recency_days": [1.0, 5.0, 9.0]})
     sent = pd.DataFrame(

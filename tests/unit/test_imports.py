@@ -22,13 +22,9 @@ MAX_LINES = 500
 # Modules allowed over MAX_LINES for now, each no longer than it is today; delete an entry once its module is
 # split or shrunk.
 OVER_THE_LIMIT = {
-    # issue 19 item 4: the feature transforms (ranks, BG/NBD columns) move to features/.
-    "training/churn.py": 519,
-    # issue 19 item 4: serving/ only maps requests to score_rows and results to schemas.
-    "serving/service.py": 527,
-    # issue 19 item 4 moves more churn and lead features here: split these modules as they grow.
+    # split these two along their stages (cutoffs / history / features; rates / periods / activities / sets).
     "features/churn.py": 675,
-    "features/leads.py": 654,
+    "features/leads.py": 543,
 }
 
 
