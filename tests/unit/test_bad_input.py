@@ -17,8 +17,8 @@ import yaml
 
 from features.churn import ChurnInputError, parse_as_of
 from features.errors import SalesmlError
+from features.lead_context import point_in_time_rates
 from features.lead_records import leads_from_records
-from features.leads import point_in_time_rates
 from features.load import DataValidationError, load_dataset
 from features.spec import SpecError, TableSpec, load_spec
 from training.classifier import ClassifierData, TrainConfig, train_classifier

@@ -22,9 +22,8 @@ MAX_LINES = 500
 # Modules allowed over MAX_LINES for now, each no longer than it is today; delete an entry once its module is
 # split or shrunk.
 OVER_THE_LIMIT = {
-    # split these two along their stages (cutoffs / history / features; rates / periods / activities / sets).
+    # split along its stages (checks, cutoffs, the history arrays, features, the set).
     "features/churn.py": 675,
-    "features/leads.py": 543,
 }
 
 

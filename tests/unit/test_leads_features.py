@@ -7,15 +7,13 @@ import pandas as pd
 import pytest
 
 from features.errors import SalesmlError
+from features.lead_context import activity_counts, period_context, point_in_time_rates
 from features.lead_records import leads_from_records
 from features.leads import (
     DECISION_TIME,
     LABEL,
-    activity_counts,
     build_lead_set,
     lead_features,
-    period_context,
-    point_in_time_rates,
 )
 from features.load import load_dataset
 from features.spec import TableSpec
