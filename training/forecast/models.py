@@ -191,7 +191,7 @@ def stats_forecast(
         need = 1 if name == SEASONAL_NAIVE else 2
         models.append(_stats_model(name, season if n_train >= need * season else 1))
     # Series too short for a model (tiny histories) fall back to the naive forecast.
-    # Processes pay off from about a thousand series (walmart's Theta: 14 s on one, 8 s on two cores).
+    # Processes pay off on large panels (benchmarks/README.md, version traps: walmart's Theta on 2 processes).
     jobs = config.stats_n_jobs if train["unique_id"].nunique() >= 1000 else 1
     sf = StatsForecast(models=models, freq=series.freq, n_jobs=jobs, fallback_model=Naive())
     with warnings.catch_warnings():
