@@ -1,4 +1,4 @@
-"""The forecasting benchmark suite: one command, six data sets of different shapes, one table.
+"""The forecasting benchmark suite: one command, seven data sets of different shapes, one table.
 
     nice -n 10 .venv/bin/python benchmarks/forecast_suite.py --out /tmp/forecast-suite
 
@@ -36,12 +36,6 @@ DATASETS = [
     "cdnow",
     "synthetic_monthly",
 ]
-INTERMITTENT = {
-    "crm",
-    "online_retail",
-    "online_retail_monthly",
-    "synthetic_monthly",
-}  # by share of zeros, below
 WALMART_TARGETS = {"dept": 0.85, "store": 0.80, "total": 0.90}
 
 

@@ -207,7 +207,7 @@ def _choose_objective(
     baselines: list[str],
     window: int,
     until: pd.Timestamp,
-) -> tuple[str, pd.DataFrame]:
+) -> str:
     """The objective whose bottom-up LightGBM sum has the lowest :func:`ratio_score` on the calibration rows."""
     cols = [lgbm_column(o) for o in objectives]
     summed = []
@@ -219,9 +219,7 @@ def _choose_objective(
     rows = choice_rows(series, summed, window, until)
     wape = level_wape(rows, [*baselines, *cols], series.levels)
     score = ratio_score(wape, cols, baselines)
-    best = objectives[int(np.argmin(score.to_numpy()))]
-    table = wape[cols].rename(columns=dict(zip(cols, objectives, strict=True)))
-    return best, table
+    return objectives[int(np.argmin(score.to_numpy()))]
 
 
 def _selection_table(
@@ -275,7 +273,7 @@ def run_backtest(
     choosing = cuts.calibration or cuts.evaluation  # too short a history: the evaluation windows choose
     chosen_on = "calibration" if cuts.calibration else "evaluation"
     until = first if cuts.calibration else None
-    if len(choosing) == 0 or chosen_on == "evaluation":
+    if chosen_on == "evaluation":
         objectives = objectives[:1]
 
     # 1. base forecasts at the choosing cutoffs, every objective competing
@@ -286,7 +284,7 @@ def run_backtest(
     choice = [(bases[c], c) for c in choosing]
     objective = objectives[0]
     if len(objectives) > 1:
-        objective, _ = _choose_objective(series, choice, objectives, baselines, cuts.window, until)
+        objective = _choose_objective(series, choice, objectives, baselines, cuts.window, until)
         say(f"LightGBM objective {objective} (chosen on the {chosen_on} cutoffs)")
     for c in choosing:
         bases[c] = _lgbm_renamed(bases[c], objective, objectives)

@@ -83,10 +83,6 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> Recipe:
-        return cls(**data)
-
 
 def derive(
     series: HierarchicalSeries,
