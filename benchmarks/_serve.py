@@ -27,7 +27,7 @@ def served(
     extra_args: tuple[str, ...] = (), *, code: Path | None = None, ready_s: int = 180
 ) -> Iterator[tuple[str, dict[str, dict]]]:
     """Start ``salesml serve`` against ``SALESML_HOME``'s champions (``code``: another checkout's modules), wait
-    for ``/readyz`` and yield its URL and ``/models`` by name; the server's process group is stopped on leaving.
+    for ``/readyz`` and yield its URL and ``/models`` by product; the server's process group is stopped on leaving.
     Its log goes to ``SALESML_BENCH_LOG`` (default ``/tmp/salesml-bench-serve.log``)."""
     url = f"http://127.0.0.1:{(port := free_port())}"
     env = {**os.environ, **({"PYTHONPATH": str(code.resolve())} if code else {})}
@@ -48,7 +48,8 @@ def served(
                 except httpx.HTTPError:
                     pass
                 time.sleep(1)
-            models = {m["name"]: m for m in httpx.get(url + "/models", timeout=10).json()["models"]}
+            # by product (a server of the code before per-data-set models names them by their product)
+            models = {m.get("product", m["name"]): m for m in httpx.get(url + "/models", timeout=10).json()["models"]}
             yield url, models
         finally:
             os.killpg(proc.pid, 15)

@@ -148,7 +148,7 @@ def main() -> int:
             **_summary(times),
         }
 
-        art = load_forecast(f"models:/sales_forecast/{models['sales_forecast']['version']}")
+        art = load_forecast(f"models:/{models['sales_forecast']['name']}/{models['sales_forecast']['version']}")
         nodes = art.nodes["unique_id"].tolist()[:100]
         times = []
         _settle_client_gc()
@@ -162,7 +162,7 @@ def main() -> int:
         report["forecast_100_nodes"] = {"nodes": len(nodes), **_summary(times)}
 
         # The same predictions in process: the model called directly on the same rows.
-        scoring = load_scoring_model(f"models:/churn_risk/{models['churn_risk']['version']}")
+        scoring = load_scoring_model(f"models:/{models['churn_risk']['name']}/{models['churn_risk']['version']}")
         indexed = snapshot.set_index(snapshot["customer_id"].astype(str), drop=False)
         inproc = {}
         for label, rows in (("churn_one", ids[:1]), ("churn_1000", batch_ids)):

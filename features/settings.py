@@ -21,6 +21,19 @@ class Settings(BaseSettings):
     )
     home: Path = Field(REPO_ROOT, description="project folder holding models/ and data/ (generated data)")
     api_token: str | None = None
+    # The data set whose champion the service serves for each product (a data set name or a spec path); the
+    # defaults are the ones `make demo` trains. `salesml serve --sales/--churn/--leads` sets them.
+    serve_sales: str = "walmart"
+    serve_churn: str = "cdnow"
+    serve_leads: str = "bank-marketing"
+
+    def served_datasets(self) -> dict[str, str]:
+        """Product (registry name) -> the data set served for it."""
+        return {
+            "sales_forecast": self.serve_sales,
+            "churn_risk": self.serve_churn,
+            "lead_score": self.serve_leads,
+        }
 
     def data_root(self) -> Path:
         if self.data_dir is not None:

@@ -38,8 +38,8 @@ echo "== salesml score churn --dataset $CHURN_DATASET --out out/churn_scores.par
 
 # --- serve the champions -------------------------------------------------------------------------------
 PORT="${SALESML_PORT:-3000}"
-echo "== salesml serve --port $PORT"
-"$BIN/salesml" serve --port "$PORT" > out/serve.log 2>&1 &
+echo "== salesml serve --port $PORT --sales $FORECAST_DATASET --churn $CHURN_DATASET --leads $LEADS_DATASET"
+"$BIN/salesml" serve --port "$PORT" --sales "$FORECAST_DATASET" --churn "$CHURN_DATASET" --leads "$LEADS_DATASET" > out/serve.log 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null' INT TERM EXIT
 for _ in $(seq 1 120); do

@@ -20,7 +20,7 @@ def main() -> int:
     args = parser.parse_args()
     token = os.environ.get("SALESML_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    models = {m["name"]: m for m in httpx.get(args.url + "/models", headers=headers, timeout=30).json()["models"]}
+    models = {m["product"]: m for m in httpx.get(args.url + "/models", headers=headers, timeout=30).json()["models"]}
 
     calls: list[tuple[str, str, dict | None]] = [("GET", "/healthz", None), ("GET", "/readyz", None), ("GET", "/models", None)]
     if "sales_forecast" in models:

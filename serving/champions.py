@@ -1,10 +1,13 @@
 """Resolve the champion of each registered model and keep a local copy of it.
 
-At start-up (and on reload) the service asks the MLflow registry for ``models:/<name>@champion``. The version's
-files are copied once into a local cache (``$SALESML_HOME/models/serving-cache/<name>/v<version>``) together
+At start-up (and on reload) the service asks the MLflow registry for ``models:/<product>.<data set>@champion``
+for each product, with the data set it was told to serve (``Settings.served_datasets``: ``salesml serve --sales
+walmart --churn cdnow --leads bank-marketing``, the defaults). The version's files are copied once into a local
+cache (``$SALESML_HOME/models/serving-cache/<product>.<data set>/v<version>``) together
 with what the service reports about it (version, run, training date, data cut-off, headline metrics). When the
 registry cannot be reached, the last good copy is served and marked ``stale``; when the registry answers that a
-model has no champion, the model is reported missing.
+model has no champion, the model is reported missing (and a store from before per-data-set models is named as
+such, with the command that migrates it).
 
 No BentoML here: the store is plain Python so that it can be tested and reused.
 """
@@ -34,7 +37,8 @@ _CURRENT = "current.json"
 class Champion:
     """One served model version and what the service says about it."""
 
-    name: str
+    product: str  # sales_forecast, churn_risk or lead_score
+    name: str  # the registered name, <product>.<data set>
     version: str
     source: str  # "registry" or "cache"
     stale: bool
@@ -44,6 +48,7 @@ class Champion:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "product": self.product,
             "name": self.name,
             "version": self.version,
             "alias": "champion",
@@ -51,7 +56,7 @@ class Champion:
             "stale": self.stale,
             "dataset": self.meta.get("dataset", ""),
             "trained_at": self.meta.get("trained_at", ""),
-            "data_cutoff": self.meta.get("data_cutoff", ""),
+            "as_of": self.meta.get("data_cutoff", ""),
             "metrics": self.meta.get("metrics", {}),
         }
 
@@ -75,6 +80,8 @@ class Snapshot:
                 c = self.champions[name]
                 models[name] = {
                     "state": "stale" if c.stale else "fresh",
+                    "name": c.name,
+                    "dataset": c.meta.get("dataset", ""),
                     "version": c.version,
                     "source": c.source,
                 }
@@ -89,17 +96,25 @@ def _registry_error_is_missing(err: Exception) -> bool:
 
 
 class ChampionStore:
-    """Loads champions through ``loaders`` (model name -> function of the local model folder and its meta)."""
+    """Loads champions through ``loaders`` (product -> function of the local model folder and its meta).
+
+    ``datasets``: product -> the data set (a name or a spec path) whose champion to serve; default the settings'
+    :meth:`~features.settings.Settings.served_datasets`.
+    """
 
     def __init__(
         self,
         loaders: dict[str, Callable[[Path, dict[str, Any]], Any]],
         settings: Settings | None = None,
         cache_dir: Path | None = None,
+        datasets: dict[str, str] | None = None,
     ):
         self.settings = settings or get_settings()
         self.cache_dir = cache_dir or self.settings.models_dir / "serving-cache"
         self.loaders = loaders
+        self.datasets = {
+            p: _dataset_name(d) for p, d in (datasets or self.settings.served_datasets()).items()
+        }
         from training.registry import tracking_uri
 
         self.uri = tracking_uri(self.settings)
@@ -134,18 +149,28 @@ class ChampionStore:
 
     # -- internals ----------------------------------------------------------------------------------------
 
-    def _resolve(self, name: str, loader: Callable[[Path, dict[str, Any]], Any]) -> Champion | str:
+    def _resolve(self, product: str, loader: Callable[[Path, dict[str, Any]], Any]) -> Champion | str:
         from mlflow import MlflowClient
 
-        from training.registry import CHAMPION
+        from training.registry import CHAMPION, legacy_versions, model_name
 
+        if product not in self.datasets:
+            return f"no data set given to serve for {product}"
+        dataset = self.datasets[product]
+        name = model_name(product, dataset)
         try:
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             mv = client.get_model_version_by_alias(name, CHAMPION)
         except Exception as err:
             if _registry_error_is_missing(err):
+                if legacy_versions(product, dataset):
+                    return (
+                        f"no {name} champion: this model store is from before models were registered per data "
+                        f"set ({product!r} holds {dataset!r}'s versions); run `salesml models migrate` once"
+                    )
                 return f"no version of {name!r} carries the alias 'champion' in the registry"
-            cached = self._from_cache(name, loader, reason=f"registry unreachable: {type(err).__name__}")
+            reason = f"registry unreachable: {type(err).__name__}"
+            cached = self._from_cache(product, name, loader, reason=reason)
             return cached if cached is not None else f"registry unreachable and no local copy: {err}"[:500]
         version = str(mv.version)
         folder = self.cache_dir / name / f"v{version}"
@@ -154,7 +179,7 @@ class ChampionStore:
         meta = json.loads((folder / "salesml-meta.json").read_text())
         model = loader(folder / "model", meta)
         self._write_current(name, version)
-        return Champion(name, version, "registry", False, folder, meta, model)
+        return Champion(product, name, version, "registry", False, folder, meta, model)
 
     def _download(self, client: Any, name: str, version: str, mv: Any, folder: Path) -> None:
         import mlflow
@@ -197,7 +222,7 @@ class ChampionStore:
         os.replace(tmp, path)
 
     def _from_cache(
-        self, name: str, loader: Callable[[Path, dict[str, Any]], Any], reason: str
+        self, product: str, name: str, loader: Callable[[Path, dict[str, Any]], Any], reason: str
     ) -> Champion | None:
         pointer = self.cache_dir / name / _CURRENT
         if not pointer.exists():
@@ -206,4 +231,13 @@ class ChampionStore:
         folder = self.cache_dir / name / f"v{version}"
         meta = json.loads((folder / "salesml-meta.json").read_text())
         meta = {**meta, "stale_reason": reason}
-        return Champion(name, version, "cache", True, folder, meta, loader(folder / "model", meta))
+        return Champion(product, name, version, "cache", True, folder, meta, loader(folder / "model", meta))
+
+
+def _dataset_name(value: str) -> str:
+    """A data set as the registry knows it: a spec path becomes its spec's name; a name stays as it is."""
+    if value.endswith((".yaml", ".yml")):
+        from features.spec import load_spec
+
+        return load_spec(value)[0].name
+    return value

@@ -102,9 +102,10 @@ class Reason(BaseModel):
 
 
 class ModelRef(BaseModel):
-    model_name: str
+    dataset: str = Field(description="The data set the model was trained on and the answer computed from.")
+    model_name: str = Field(description="The registered model, <product>.<data set>.")
     model_version: str
-    data_cutoff: str = Field(description="Date of the data the features / forecasts were computed from.")
+    as_of: str = Field(description="Date of the data the features / forecasts were computed from.")
 
 
 class ItemError(BaseModel):
@@ -116,17 +117,23 @@ class ChurnResult(ModelRef):
     customer_id: str
     probability: float = Field(ge=0, le=1, description="Probability of no purchase within horizon_days.")
     horizon_days: int
-    tier: str
+    band: str = Field(description="Risk tier: high, medium or low.")
     reasons: list[Reason]
-    revenue_at_risk: float | None = Field(None, description="probability x trailing 12-month revenue")
+    value: float | None = Field(None, description="Trailing 12-month revenue (null when the data has none).")
+    expected_value: float | None = Field(
+        None, description="probability x value: the revenue expected to be lost."
+    )
 
 
 class LeadResult(ModelRef):
     lead_id: str
-    probability: float = Field(ge=0, le=1)
-    grade: str
-    factors: list[Reason]
-    expected_value: float | None = None
+    probability: float = Field(ge=0, le=1, description="Probability that the lead or deal converts.")
+    band: str = Field(description="Grade: A (best) to D.")
+    reasons: list[Reason]
+    value: float | None = Field(None, description="The deal's value (null when the data has none).")
+    expected_value: float | None = Field(
+        None, description="probability x value: the value expected to be won."
+    )
 
 
 class PeriodForecast(BaseModel):
@@ -177,6 +184,7 @@ class PlanResponse(ModelRef):
 
 
 class ModelInfo(BaseModel):
+    product: str
     name: str
     version: str
     alias: str
@@ -184,5 +192,5 @@ class ModelInfo(BaseModel):
     stale: bool
     dataset: str
     trained_at: str
-    data_cutoff: str
+    as_of: str
     metrics: dict[str, float]

@@ -1,13 +1,15 @@
 """The salesml HTTP service: one BentoML service over the MLflow champions.
 
 Start it with ``salesml serve`` (a thin wrapper over ``bentoml serve serving.service:SalesML``). At start-up it
-resolves ``models:/<name>@champion`` for sales_forecast, churn_risk and lead_score (see
-:mod:`serving.champions`), serves whichever exist and says which are missing. Requests are validated at the edge
-(pydantic); per-item problems become error entries, never a failed batch; nothing a client sends produces a 5xx.
-No feature logic lives here: input checks are :mod:`features.inputs`; churn rows (the materialized snapshot written
-by ``features/``, or feature values sent) are scored by ``training.churn.score_churn_rows``, lead records by
-``training.leads.score_lead_records`` (both build their features in ``features/``); forecasts are read from the
-trained artifacts through ``training.forecast.serve_api``.
+resolves ``models:/<product>.<data set>@champion`` for sales_forecast, churn_risk and lead_score, each for the
+data set it is told to serve (see :mod:`serving.champions`), serves whichever exist and says which are missing.
+Requests are validated at the edge (pydantic); per-item problems become error entries, never a failed batch;
+nothing a client sends produces a 5xx. No feature logic lives here: input checks are :mod:`features.inputs`;
+requests are mapped to the product contract's ``score_rows`` (:mod:`training.products`; churn rows are the
+materialized snapshot written by ``features/`` or feature values sent, lead records are featurised in
+``features/``) and the results, in the names of :mod:`training.score_columns`, to the schemas; forecasts are read
+from the trained artifacts through ``training.forecast.serve_api``. Every answer says which data set, model and
+version made it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gc
 import logging
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,6 @@ from serving.schemas import (
     LeadScoreRequest,
     PlanRequest,
     PlanResponse,
-    Reason,
 )
 
 with bentoml.importing():
@@ -48,6 +50,7 @@ with bentoml.importing():
     from features.errors import SalesmlError
     from features.spec import Role
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
+    from training import score_columns as sc
 
 logger = logging.getLogger("salesml.service")
 
@@ -76,30 +79,46 @@ class ReloadResponse(BaseModel):
 # --- loaders: local model folder -> what the endpoints use ---------------------------------------------------
 
 
+def _loaded(product: str, path: Path, meta: dict[str, Any]) -> Any:
+    """The champion as the product contract's :class:`~training.products.LoadedModel`, from its local copy."""
+    from training.products import PRODUCTS, LoadedModel
+
+    return LoadedModel(
+        product=product,
+        name=str(meta.get("name", "")),
+        version=str(meta.get("version", "")),
+        dataset=str(meta.get("dataset", "")),
+        model=PRODUCTS[product].load(str(path)),
+        tags=dict(meta.get("tags", {})),
+        params=dict(meta.get("run_params", {})),
+    )
+
+
 def _load_churn(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """The scoring model and the feature snapshot (the live one, copied beside the model; the copy when gone)."""
     import shutil
 
     from features.churn_snapshot import read_churn_snapshot, snapshot_path
-    from training.churn import prepare_churn_snapshot, score_churn_rows
-    from training.classifier import load_scoring_model
+    from training.churn import prepare_churn_snapshot
+    from training.products import PRODUCTS
 
-    scoring = load_scoring_model(str(path))
-    live, copy = snapshot_path(meta.get("dataset", "")), path.parent / "churn_snapshot.parquet"
+    loaded = _loaded("churn_risk", path, meta)
+    live, copy = snapshot_path(loaded.dataset), path.parent / "churn_snapshot.parquet"
     if live.exists():
         shutil.copyfile(live, copy.with_suffix(".tmp"))
         os.replace(copy.with_suffix(".tmp"), copy)
-    snapshot, snap_meta = read_churn_snapshot(meta.get("dataset", ""), path=copy if copy.exists() else live)
-    snapshot, rank_reference = prepare_churn_snapshot(snapshot, scoring)
+    snapshot, snap_meta = read_churn_snapshot(loaded.dataset, path=copy if copy.exists() else live)
+    snapshot, rank_reference = prepare_churn_snapshot(snapshot, loaded.model)
+    # The snapshot's horizon is the one its rows were labelled and scored with.
+    loaded = replace(loaded, params={**loaded.params, "horizon_days": str(_horizon(snap_meta))})
     ids = snapshot["customer_id"].tolist()
     scored = None
     if len(snapshot):
-        rows = score_churn_rows(
-            snapshot, scoring, version=str(meta.get("version", "")), horizon_days=_horizon(snap_meta)
-        )
+        rows = PRODUCTS["churn_risk"].score_rows(loaded, snapshot)
         scored = {col: rows[col].to_numpy() for col in rows.columns}
+        scored[sc.REASONS] = [sc.reasons_from_json(t) for t in scored[sc.REASONS]]
     return {
-        "scoring": scoring,
+        "loaded": loaded,
         "snapshot_meta": snap_meta,
         # Done once here, not per request: id -> row, and the scores of every snapshot customer (the model and
         # the snapshot only change together, on a reload), so a request by id is a look-up of model output.
@@ -116,19 +135,14 @@ def _horizon(snap_meta: dict[str, Any]) -> int:
 
 def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     from features.load import load_dataset
-    from training.classifier import load_scoring_model
 
     spec = meta.get("tags", {}).get("dataset_spec", "")
     source = spec if spec and Path(spec).exists() else meta.get("dataset", "")
-    return {"scoring": load_scoring_model(str(path)), "dataset": load_dataset(source)}
+    return {"loaded": _loaded("lead_score", path, meta), "dataset": load_dataset(source)}
 
 
 def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
-    import mlflow.pyfunc
-
-    from training.forecast.serve_api import load_forecast
-
-    return load_forecast(mlflow.pyfunc.load_model(str(path)))
+    return _loaded("sales_forecast", path, meta)
 
 
 LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
@@ -145,35 +159,14 @@ def _check_batch(items: list[Any], field: str) -> None:
         raise BadRequest(f"{field}: {len(items)} items is above the limit of {_max_batch()} per request")
 
 
-def _reasons(row: pd.Series, prefix: str = "reason") -> list[dict[str, Any]]:
-    out = []
-    k = 1
-    while f"{prefix}_{k}" in row.index:
-        out.append(
-            {
-                "feature": str(row[f"{prefix}_{k}"]),
-                "contribution": float(row[f"{prefix}_{k}_contribution"]),
-                "value": str(row[f"{prefix}_{k}_value"]),
-            }
-        )
-        k += 1
-    return out
-
-
-def _reason_lists(pred: dict[str, np.ndarray], n: int, prefix: str = "reason") -> list[list[Reason]]:
-    """Per row, the reasons of :meth:`ScoringModel.score`'s columns (``{prefix}_k``, ``_contribution``, ``_value``)."""
-    columns = []
-    k = 1
-    while f"{prefix}_{k}" in pred:
-        columns.append(
-            (
-                [str(v) for v in pred[f"{prefix}_{k}"]],
-                pred[f"{prefix}_{k}_contribution"].astype(float).tolist(),
-                [str(v) for v in pred[f"{prefix}_{k}_value"]],
-            )
-        )
-        k += 1
-    return [[Reason(feature=f[j], contribution=c[j], value=v[j]) for f, c, v in columns] for j in range(n)]
+def _ref(champ: Champion, as_of: str) -> dict[str, str]:
+    """What every answer says about the model that made it."""
+    return {
+        "dataset": str(champ.meta.get("dataset", "")),
+        "model_name": champ.name,
+        "model_version": champ.version,
+        "as_of": as_of,
+    }
 
 
 _Q_FIELDS = ("actual_to_date", "mean", "median", "lo_80", "hi_80", "lo_95", "hi_95")
@@ -184,6 +177,15 @@ def _dates(values: pd.Series) -> list[str]:
     if pd.api.types.is_datetime64_any_dtype(values):
         return values.dt.strftime("%Y-%m-%d").tolist()
     return [f"{v:%Y-%m-%d}" for v in values]
+
+
+def _date(value: Any) -> str:
+    """A decision time as text: a date as ``YYYY-MM-DD``, a row position (data without a clock) as it is."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return f"{pd.Timestamp(value):%Y-%m-%d}"
+    return str(value)
 
 
 def _finite(value: Any) -> float | None:
@@ -253,13 +255,13 @@ class SalesML:
         entry for that item; the rest are scored.
         """
         from features.inputs import churn_feature_problem
-        from training.churn import score_churn_rows
+        from training.products import PRODUCTS
 
         _check_batch(customers, "customers")
         champ = self._champion("churn_risk")
         bundle = champ.model
-        scoring, snap_meta, positions = bundle["scoring"], bundle["snapshot_meta"], bundle["positions"]
-        horizon = _horizon(snap_meta)
+        loaded, snap_meta, positions = bundle["loaded"], bundle["snapshot_meta"], bundle["positions"]
+        scoring = loaded.model
         cutoff = str(snap_meta.get("cutoff") or champ.meta.get("data_cutoff") or "")
         results: list[Any] = [None] * len(customers)
         by_id: list[int] = []  # request positions scored from the snapshot
@@ -281,42 +283,42 @@ class SalesML:
                     error=f"customer {item.customer_id!r} is not in the feature snapshot of {cutoff} "
                     "(unknown, or no purchase in the look-back window); send its features instead",
                 )
-        parts = []  # (request positions, their churn_output columns)
+        parts = []  # (request positions, their score columns)
         if by_id:
-            parts.append((by_id, {k: v[rows] for k, v in bundle["scored"].items()}))
+            scored = bundle["scored"]
+            parts.append(
+                (
+                    by_id,
+                    {k: (v[rows] if k != sc.REASONS else [v[r] for r in rows]) for k, v in scored.items()},
+                )
+            )
         if sent:
             frame = pd.DataFrame(
                 [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
             )
             try:
-                scored = score_churn_rows(
-                    frame,
-                    scoring,
-                    version=champ.version,
-                    horizon_days=horizon,
-                    rank_reference=bundle["rank_reference"],
+                out = PRODUCTS["churn_risk"].score_rows(
+                    loaded, frame, rank_reference=bundle["rank_reference"]
                 )
             except SalesmlError as err:
                 raise BadRequest(str(err)) from None
-            parts.append((sent, {col: scored[col].to_numpy() for col in scored.columns}))
-        common = {
-            "horizon_days": horizon,
-            "model_name": champ.name,
-            "model_version": champ.version,
-            "data_cutoff": cutoff,
-        }
+            cols = {col: out[col].to_numpy() for col in out.columns}
+            cols[sc.REASONS] = [sc.reasons_from_json(t) for t in cols[sc.REASONS]]
+            parts.append((sent, cols))
+        common = {"horizon_days": _horizon(snap_meta), **_ref(champ, cutoff)}
         for items, out in parts:
-            prob = out["churn_probability"].astype(float).tolist()
-            tier = [str(t) for t in out["risk_tier"]]
-            at_risk = out["revenue_at_risk"].astype(float).tolist()
-            reasons = _reason_lists(out, len(items))
+            prob = out[sc.PROBABILITY].astype(float).tolist()
+            band = [str(t) for t in out[sc.BAND]]
+            value = [_finite(v) for v in out[sc.VALUE].tolist()]
+            expected = [_finite(v) for v in out[sc.EXPECTED_VALUE].tolist()]
             for j, i in enumerate(items):
                 results[i] = ChurnResult(
                     customer_id=customers[i].customer_id,
                     probability=prob[j],
-                    tier=tier[j],
-                    reasons=reasons[j],
-                    revenue_at_risk=at_risk[j] if np.isfinite(at_risk[j]) else None,
+                    band=band[j],
+                    reasons=out[sc.REASONS][j],
+                    value=value[j],
+                    expected_value=expected[j],
                     **common,
                 )
         return ChurnScoreResponse(results=results)
@@ -329,7 +331,7 @@ class SalesML:
         _check_batch(leads, "leads")
         champ = self._champion("lead_score")
         from features.inputs import lead_record_errors
-        from training.leads import score_lead_records
+        from training.products import PRODUCTS
 
         results: list[Any] = [None] * len(leads)
         counts = Counter(item.lead_id for item in leads)
@@ -352,8 +354,8 @@ class SalesML:
             batch = batches.pop()
             records = [{**leads[i].features, "lead_id": leads[i].lead_id} for i in batch]
             try:
-                scored = score_lead_records(
-                    records, champ.model["dataset"], scoring=champ.model["scoring"], version=champ.version
+                scored = PRODUCTS["lead_score"].score_rows(
+                    champ.model["loaded"], records, dataset=champ.model["dataset"]
                 )
             except SalesmlError as err:
                 if len(batch) == 1:
@@ -366,13 +368,12 @@ class SalesML:
                 row = by_id.loc[leads[i].lead_id]
                 results[i] = LeadResult(
                     lead_id=leads[i].lead_id,
-                    probability=float(row["probability"]),
-                    grade=str(row["grade"]),
-                    factors=_reasons(row),
-                    expected_value=_finite(row.get("expected_value")),
-                    model_name=champ.name,
-                    model_version=champ.version,
-                    data_cutoff=str(champ.meta.get("data_cutoff") or row.get("as_of") or ""),
+                    probability=float(row[sc.PROBABILITY]),
+                    band=str(row[sc.BAND]),
+                    reasons=sc.reasons_from_json(row[sc.REASONS]),
+                    value=_finite(row[sc.VALUE]),
+                    expected_value=_finite(row[sc.EXPECTED_VALUE]),
+                    **_ref(champ, str(champ.meta.get("data_cutoff") or _date(row[sc.AS_OF]))),
                 )
         return LeadScoreResponse(results=results)
 
@@ -391,11 +392,11 @@ class SalesML:
         from training.forecast.serve_api import forecast_nodes, quarter_totals
 
         try:
-            periods = forecast_nodes(champ.model, nodes=nodes, level=level)
-            quarters = quarter_totals(champ.model, nodes=nodes, level=level)
+            periods = forecast_nodes(champ.model.model, nodes=nodes, level=level)
+            quarters = quarter_totals(champ.model.model, nodes=nodes, level=level)
         except SalesmlError as err:
             raise BadRequest(str(err)) from None
-        cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model, "data_cutoff", "") or "")
+        cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model.model, "data_cutoff", "") or "")
         order = nodes if nodes is not None else list(dict.fromkeys(periods["unique_id"]))
         # Built column-wise (one pass over each table), not by slicing a frame per node.
         by_node: dict[str, list[dict[str, Any]]] = {}
@@ -424,7 +425,7 @@ class SalesML:
             zip(quarters["unique_id"].tolist(), quarters["level"].astype(str).tolist(), strict=True)
         )
         levels.update(zip(periods["unique_id"].tolist(), periods["level"].astype(str).tolist(), strict=True))
-        ref = {"model_name": champ.name, "model_version": champ.version, "data_cutoff": cutoff}
+        ref = _ref(champ, cutoff)
         results = [
             ForecastNode(
                 node=uid,
@@ -448,7 +449,7 @@ class SalesML:
         from training.forecast.serve_api import plan_target
 
         try:
-            table = plan_target(champ.model, node, target, quarter)  # type: ignore[arg-type]
+            table = plan_target(champ.model.model, node, target, quarter)  # type: ignore[arg-type]
         except SalesmlError as err:
             raise BadRequest(str(err)) from None
         cutoff = str(champ.meta.get("data_cutoff") or "")
@@ -468,9 +469,7 @@ class SalesML:
                 }
                 for _, r in table.iterrows()
             ],
-            model_name=champ.name,
-            model_version=champ.version,
-            data_cutoff=cutoff,
+            **_ref(champ, cutoff),
         )
 
     # -- operations -------------------------------------------------------------------------------------

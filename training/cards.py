@@ -98,7 +98,7 @@ def build_card(name: str, version: str) -> str:
     run = client.get_run(mv.run_id) if mv.run_id else None
     params = dict(run.data.params) if run else {}
     metrics = dict(run.data.metrics) if run else {}
-    use, limits = INTENDED_USE.get(name, ("(not stated)", "(not stated)"))
+    use, limits = INTENDED_USE.get(name.partition(".")[0], ("(not stated)", "(not stated)"))
     lines = [
         f"# Model card: {name} v{version}",
         "",

@@ -2,12 +2,11 @@
 
 * :func:`train_churn` builds the training set (:mod:`features.churn`), picks the time slices (below) and calls
   :func:`training.classifier.train_classifier` with the recency rule as a baseline; :func:`log_churn_training`
-  logs one MLflow run, registers ``churn_risk`` and applies the shared gate (ROC AUC and Brier).
-* :func:`score_churn` scores every customer active at the last cutoff with a registered version (default: the
-  champion) and writes the serving snapshot; :func:`score_churn_by_id` is what the service calls: it reads the
-  snapshot (no feature computation) and scores the requested ids. :func:`churn_output` turns the classifier's
-  predictions into the published row: probability within H days, risk tier, top 3 reasons, revenue at risk,
-  model name, version and the feature cutoff.
+  logs one MLflow run, registers ``churn_risk.<data set>`` and applies the shared gate (ROC AUC and Brier).
+* :func:`score_churn` scores every customer active at the last cutoff with a loaded version
+  (:func:`training.products.load_model`) and writes the serving snapshot; :func:`score_churn_rows` scores rows of
+  feature values (the snapshot's, or a client's) and is what the service calls. :func:`churn_output` turns the
+  classifier's predictions into the published row in the fixed names of :mod:`training.score_columns`.
 
 Time slices for transaction data (:func:`plan_slices`). A row's label looks ``H`` days past its cutoff, so a
 fitted row whose label window reaches a later slice would learn from that slice's period. The test slice is the
@@ -41,10 +40,11 @@ from features.churn_columns import (
     with_bgnbd,
     with_cutoff_ranks,
 )
-from features.churn_snapshot import lookup_churn_features, write_churn_snapshot
+from features.churn_snapshot import write_churn_snapshot
 from features.errors import SalesmlError
 from features.load import Dataset
 from features.spec import CUSTOMER_ID
+from training import score_columns as sc
 from training.classifier import (
     ClassifierData,
     ScoringModel,
@@ -52,25 +52,24 @@ from training.classifier import (
     TrainedClassifier,
     train_classifier,
 )
+from training.registry import model_name
 
 __all__ = [
-    "MODEL_NAME",
+    "PRODUCT",
     "TIERS",
     "ChurnTraining",
     "SlicePlan",
     "churn_classifier_data",
     "churn_output",
-    "load_churn_model",
     "log_churn_training",
     "plan_slices",
     "prepare_churn_snapshot",
     "score_churn",
-    "score_churn_by_id",
     "score_churn_rows",
     "train_churn",
 ]
 
-MODEL_NAME = "churn_risk"
+PRODUCT = "churn_risk"  # registered per data set as churn_risk.<data set>
 TIERS = ("high", "medium", "low")
 
 
@@ -78,6 +77,7 @@ TIERS = ("high", "medium", "low")
 class ChurnTraining:
     """A trained churn model with the training set it came from and how the slices were made."""
 
+    dataset: Dataset
     churn_set: ChurnSet
     data: ClassifierData
     result: TrainedClassifier
@@ -225,7 +225,9 @@ def train_churn(
         **({} if blend else {"blend_shares": (1.0,)}),
     )
     if churn_set.kind != "transactions":
-        return ChurnTraining(churn_set, data, train_classifier(data, config), "none (snapshot, stratified)")
+        return ChurnTraining(
+            dataset, churn_set, data, train_classifier(data, config), "none (snapshot, stratified)"
+        )
     plan = plan_slices(list(data.frame[CUTOFF].unique()), churn_set.horizon_days)
     data, fractions = _sliced(data, plan)
     if forward_search:
@@ -241,23 +243,24 @@ def train_churn(
         band_basis=f"customers active at the scoring cutoff {churn_set.score_cutoff:%Y-%m-%d}",
     )
     _check_slices(result, plan, churn_set.horizon_days)
-    return ChurnTraining(churn_set=churn_set, data=data, result=result, purge_policy=plan.policy)
+    return ChurnTraining(
+        dataset=dataset, churn_set=churn_set, data=data, result=result, purge_policy=plan.policy
+    )
 
 
-def log_churn_training(
-    training: ChurnTraining, dataset: Dataset, *, promote: bool = False
-) -> tuple[str, Any]:
-    """One MLflow run registered as ``churn_risk``, with its card (gate: ROC AUC and Brier, same test slice)."""
+def log_churn_training(training: ChurnTraining, *, promote: bool = False) -> tuple[str, Any]:
+    """One MLflow run registered as ``churn_risk.<data set>``, with its card (gate: ROC AUC and Brier, same test
+    slice)."""
     from training.cards import log_card
     from training.classifier import log_and_register
-    from training.registry import promote_if_better
+    from training.registry import model_name, promote_if_better
 
-    cs = training.churn_set
+    cs, name = training.churn_set, model_name(PRODUCT, training.dataset.name)
     cutoff = "" if cs.score_cutoff is None else f"{cs.score_cutoff:%Y-%m-%d}"
     version, _ = log_and_register(
         training.result,
-        MODEL_NAME,
-        dataset,
+        name,
+        training.dataset,
         promote=False,
         data_cutoff=cutoff,
         extra_params={
@@ -267,45 +270,49 @@ def log_churn_training(
             "purge_policy": training.purge_policy,
         },
     )
-    log_card(MODEL_NAME, version)  # the card describes the version as registered, before the gate
-    return version, (promote_if_better(MODEL_NAME, version) if promote else None)
+    log_card(name, version)  # the card describes the version as registered, before the gate
+    return version, (promote_if_better(name, version) if promote else None)
 
 
 def churn_output(
     features: pd.DataFrame,
     predictions: pd.DataFrame,
     *,
+    dataset: str,
     model_version: str,
     horizon_days: int,
-    model_name: str = MODEL_NAME,
 ) -> pd.DataFrame:
-    """The published churn row for each feature row.
+    """The published churn row for each feature row, in the fixed names of :mod:`training.score_columns`.
 
-    Columns: ``customer_id``, ``feature_cutoff``, ``churn_probability`` (no purchase within ``horizon_days``),
-    ``risk_tier``, ``reason_k`` / ``reason_k_contribution`` / ``reason_k_value`` (k = 1..3, signed log-odds),
-    ``revenue_12m``, ``revenue_at_risk`` (probability x trailing 12-month revenue; empty for snapshot data
-    without revenue), ``horizon_days``, ``model_name``, ``model_version``.
+    Columns: ``customer_id``, ``probability`` (no purchase within ``horizon_days``), ``band`` (risk tier),
+    ``reasons`` (the top 3 as JSON text), ``value`` (trailing 12-month revenue; empty for snapshot data without
+    revenue), ``expected_value`` (probability x value), ``as_of`` (the feature cut-off; empty for rows sent
+    without one), ``horizon_days``, ``dataset``, ``model_name``, ``model_version``.
     """
     preds = predictions.reset_index(drop=True)
     feats = features.reset_index(drop=True)
     cutoff = feats[CUTOFF] if CUTOFF in feats.columns else pd.Series(pd.NaT, index=feats.index)  # sent rows
-    out = pd.DataFrame({CUSTOMER_ID: feats[CUSTOMER_ID].astype(str), "feature_cutoff": cutoff})
-    out["churn_probability"] = preds["probability"].astype(float)
-    out["risk_tier"] = preds["band"].astype(str)
-    for col in preds.columns:
-        if col.startswith("reason_"):
-            out[col] = preds[col]
     revenue = (
         pd.to_numeric(feats[REVENUE_12M], errors="coerce").astype(float)  # a client may send "120.5"
         if REVENUE_12M in feats.columns
         else pd.Series(np.nan, index=feats.index)
     )
-    out[REVENUE_12M] = revenue
-    out["revenue_at_risk"] = out["churn_probability"] * revenue
-    out["horizon_days"] = int(horizon_days)
-    out["model_name"] = model_name
-    out["model_version"] = str(model_version)
-    return out
+    probability = preds["probability"].astype(float)
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: feats[CUSTOMER_ID].astype(str),
+            sc.PROBABILITY: probability,
+            sc.BAND: preds["band"].astype(str),
+            sc.REASONS: sc.reasons_json(sc.reason_lists(preds, len(preds))),
+            sc.VALUE: revenue,
+            sc.EXPECTED_VALUE: probability * revenue,
+            sc.AS_OF: cutoff,
+            sc.HORIZON_DAYS: int(horizon_days),
+            sc.DATASET: dataset,
+            sc.MODEL_NAME: model_name(PRODUCT, dataset),
+            sc.MODEL_VERSION: str(model_version),
+        }
+    )
 
 
 def prepare_churn_snapshot(
@@ -329,10 +336,10 @@ def score_churn_rows(
     rows: pd.DataFrame,
     scoring: ScoringModel,
     *,
+    dataset: str,
     version: str,
     horizon_days: int,
     rank_reference: Mapping[str, np.ndarray] | None = None,
-    model_name: str = MODEL_NAME,
 ) -> pd.DataFrame:
     """:func:`churn_output` for rows of feature values (the snapshot's, or sent by a client).
 
@@ -348,108 +355,44 @@ def score_churn_rows(
         if col not in frame.columns:
             frame[col] = np.nan
     return churn_output(
-        frame, scoring.predict(frame), model_version=version, horizon_days=horizon_days, model_name=model_name
+        frame, scoring.predict(frame), dataset=dataset, model_version=version, horizon_days=horizon_days
     )
-
-
-def load_churn_model(dataset: str, version: str | None = None) -> tuple[ScoringModel, str, dict[str, str]]:
-    """The scoring model of ``churn_risk`` (the champion unless ``version``), its version and its tags.
-
-    Raises SalesmlError when there is no such version or it was trained on another data set.
-    """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from training.classifier import load_scoring_model
-    from training.registry import CHAMPION, configure
-
-    configure(MODEL_NAME)
-    client = MlflowClient()
-    try:
-        mv = (
-            client.get_model_version(MODEL_NAME, version)
-            if version
-            else client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
-        )
-    except MlflowException:
-        which = f"version {version}" if version else CHAMPION
-        raise SalesmlError(
-            f"{MODEL_NAME} has no {which}; run `salesml train churn --dataset {dataset} --promote` first"
-        ) from None
-    trained_on = mv.tags.get("dataset", "")
-    if trained_on and trained_on != dataset:
-        raise SalesmlError(
-            f"{MODEL_NAME} v{mv.version} was trained on data set {trained_on!r}, not {dataset!r}: its features do not "
-            f"match; train on {dataset!r} (and promote it) or pass --version of a {dataset!r} model"
-        )
-    info = dict(mv.tags)
-    if mv.run_id:
-        info.update({f"param.{k}": v for k, v in client.get_run(mv.run_id).data.params.items()})
-    return load_scoring_model(f"models:/{MODEL_NAME}/{mv.version}"), str(mv.version), info
 
 
 def score_churn(
     dataset: Dataset,
+    scoring: ScoringModel,
     *,
-    version: str | None = None,
+    version: str,
+    trained_horizon: int | None = None,
     as_of: str | None = None,
     horizon_days: int | None = None,
     write_snapshot: bool = True,
 ) -> pd.DataFrame:
-    """Score every customer active at the last cutoff (snapshot data: every customer) with a registered model.
+    """Score every customer active at the last cutoff (snapshot data: every customer) with a registered model
+    (``scoring``, version ``version``, from :func:`training.products.load_model`).
 
     The feature rows are also written to the serving snapshot (``features.churn_snapshot``). The horizon is the
-    model's; a different ``horizon_days`` is refused.
+    model's (``trained_horizon``); a different ``horizon_days`` is refused.
     """
-    model, version, info = load_churn_model(dataset.name, version)
-    trained_h = int(info.get("param.horizon_days", 0)) or None
-    if horizon_days is not None and trained_h is not None and horizon_days != trained_h:
+    if horizon_days is not None and trained_horizon is not None and horizon_days != trained_horizon:
         raise SalesmlError(
-            f"{MODEL_NAME} v{version} predicts churn within {trained_h} days; --horizon-days {horizon_days} does "
-            "not match (retrain with that horizon, or leave it out)"
+            f"{model_name(PRODUCT, dataset.name)} v{version} predicts churn within {trained_horizon} days; "
+            f"--horizon-days {horizon_days} does not match (retrain with that horizon, or leave it out)"
         )
-    horizon_days = horizon_days or trained_h
+    horizon_days = horizon_days or trained_horizon
     churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
-    if any(c in model.features for c in BGNBD_COLUMNS):
+    if any(c in scoring.features for c in BGNBD_COLUMNS):
         churn_set = with_bgnbd(churn_set)
-    if any(c.endswith(RANK_SUFFIX) for c in model.features):
+    if any(c.endswith(RANK_SUFFIX) for c in scoring.features):
         churn_set = with_cutoff_ranks(churn_set)
     rows = churn_set.to_score()
     if write_snapshot:
         write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())
-    return churn_output(rows, model.predict(rows), model_version=version, horizon_days=churn_set.horizon_days)
-
-
-def score_churn_by_id(
-    dataset: str,
-    customer_ids: list[str],
-    *,
-    model: ScoringModel | None = None,
-    version: str | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
-    """Serving: score customers by id from the materialized snapshot (no feature computation).
-
-    Args:
-        dataset: data set name whose snapshot to read.
-        customer_ids: ids to score.
-        model: an already loaded scoring model (the service loads it once); else the champion is loaded.
-        version: the version of ``model`` (required with ``model``).
-
-    Returns:
-        (one output row per id found, in the order asked; ids not in the snapshot)
-    """
-    if model is None:
-        model, version, _ = load_churn_model(dataset, version)
-    elif version is None:
-        raise SalesmlError("score_churn_by_id: pass the model's version together with the model")
-    rows, missing, meta = lookup_churn_features(dataset, customer_ids)
-    if rows.empty:
-        return churn_output(
-            rows,
-            pd.DataFrame({"probability": [], "band": []}),
-            model_version=str(version),
-            horizon_days=int(meta.get("horizon_days", 0)),
-        ), missing
     return churn_output(
-        rows, model.predict(rows), model_version=str(version), horizon_days=int(meta.get("horizon_days", 0))
-    ), missing
+        rows,
+        scoring.predict(rows),
+        dataset=dataset.name,
+        model_version=version,
+        horizon_days=churn_set.horizon_days,
+    )

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from features.audit import AuditResult, audit_leads
@@ -19,11 +20,13 @@ from features.lead_records import lead_record_features
 from features.leads import DECISION_TIME, LABEL, LeadSet, LeadSetOptions, build_lead_set
 from features.load import Dataset
 from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OWNER, Role
-from training.classifier import ClassifierData, TrainConfig, TrainedClassifier, train_classifier
+from training import score_columns as sc
+from training.classifier import ClassifierData, ScoringModel, TrainConfig, TrainedClassifier, train_classifier
+from training.registry import model_name
 
 __all__ = [
     "GRADES",
-    "REGISTERED_NAME",
+    "PRODUCT",
     "LeadTraining",
     "log_lead_training",
     "score_lead_records",
@@ -31,7 +34,7 @@ __all__ = [
     "train_leads",
 ]
 
-REGISTERED_NAME = "lead_score"
+PRODUCT = "lead_score"  # registered per data set as lead_score.<data set>
 LABEL_KNOWN_AT = "label_known_at"
 GRADES = ("A", "B", "C", "D")
 GRADE_SHARES = (0.1, 0.2, 0.3, 0.4)
@@ -176,7 +179,8 @@ def train_leads(
 
 
 def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple[str, Any]:
-    """One MLflow run for the training (audit table included), registered as ``lead_score`` with its card."""
+    """One MLflow run for the training (audit table included), registered as ``lead_score.<data set>`` with its
+    card."""
     from training.cards import log_card
     from training.classifier import log_and_register
     from training.registry import promote_if_better
@@ -184,9 +188,10 @@ def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple
     audit = training.audit
     flagged = [f for f in audit.flagged]
     as_of = training.lead_set.as_of
+    name = model_name(PRODUCT, training.dataset.name)
     version, _ = log_and_register(
         training.result,
-        registered_name=REGISTERED_NAME,
+        registered_name=name,
         dataset=training.dataset,
         promote=False,
         data_cutoff=str(as_of.date()) if as_of is not None else "",
@@ -198,92 +203,57 @@ def log_lead_training(training: LeadTraining, *, promote: bool = False) -> tuple
             "lead_set.time_kind": training.lead_set.time_kind,
         },
     )
-    log_card(REGISTERED_NAME, version)  # the card describes the version as registered, before the gate
-    return version, (promote_if_better(REGISTERED_NAME, version) if promote else None)
-
-
-def _model_and_version(model_name: str, alias: str, dataset: Dataset) -> tuple[Any, str]:
-    """The scoring model behind ``models:/<name>@<alias>`` and its version; it must fit ``dataset``."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from training.classifier import load_scoring_model
-    from training.registry import configure
-
-    configure(model_name)
-    try:
-        found = MlflowClient().get_model_version_by_alias(model_name, alias)
-    except MlflowException as err:
-        raise SalesmlError(
-            f"no {model_name!r} model carries the alias {alias!r}; train one with "
-            "`salesml train leads --dataset D --promote`"
-        ) from err
-    version = str(found.version)
-    trained_on = found.tags.get("dataset")
-    if trained_on and trained_on != dataset.name:
-        raise SalesmlError(
-            f"{model_name}@{alias} (v{version}) was trained on data set {trained_on!r}, not {dataset.name!r}: "
-            f"its features do not fit; train and promote one with `salesml train leads --dataset {dataset.name} "
-            "--promote` (the gate refuses a champion evaluated on other data unless forced)"
-        )
-    return load_scoring_model(f"models:/{model_name}@{alias}"), version
+    log_card(name, version)  # the card describes the version as registered, before the gate
+    return version, (promote_if_better(name, version) if promote else None)
 
 
 def _output(
-    frame: pd.DataFrame, scoring: Any, value_col: str | None, model_name: str, version: str
+    frame: pd.DataFrame, scoring: ScoringModel, value_col: str | None, dataset: str, version: str
 ) -> pd.DataFrame:
+    """The published lead rows in the fixed names of :mod:`training.score_columns` (and ``age_days``)."""
     pred = scoring.predict(frame).reset_index(drop=True)
-    out = pd.DataFrame({LEAD_ID: frame[LEAD_ID].to_numpy(), "as_of": frame[DECISION_TIME].to_numpy()})
-    out["probability"] = pred["probability"].to_numpy()
-    out["grade"] = pred["band"].to_numpy()
-    for col in pred.columns:
-        if col.startswith("reason_"):
-            out[col] = pred[col].to_numpy()
+    probability = pred["probability"].to_numpy(dtype=float)
+    value = (
+        pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
+        if value_col is not None
+        else np.full(len(frame), np.nan)
+    )
+    out = pd.DataFrame(
+        {
+            LEAD_ID: frame[LEAD_ID].to_numpy(),
+            sc.PROBABILITY: probability,
+            sc.BAND: pred["band"].to_numpy(),
+            sc.REASONS: sc.reasons_json(sc.reason_lists(pred, len(pred))),
+            sc.VALUE: value,
+            sc.EXPECTED_VALUE: probability * value,
+            sc.AS_OF: frame[DECISION_TIME].to_numpy(),
+        }
+    )
     if CREATED_AT in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[DECISION_TIME]):
         out["age_days"] = (frame[DECISION_TIME] - frame[CREATED_AT]).dt.days.to_numpy()
-    if value_col is not None:
-        value = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
-        out["value"] = value
-        out["expected_value"] = out["probability"].to_numpy() * value
-    out["model_name"] = model_name
-    out["model_version"] = version
-    return out
+    return out.assign(
+        **{sc.DATASET: dataset, sc.MODEL_NAME: model_name(PRODUCT, dataset), sc.MODEL_VERSION: str(version)}
+    )
 
 
-def score_leads(
-    dataset: Dataset,
-    *,
-    model_name: str = REGISTERED_NAME,
-    alias: str = "champion",
-    scoring: Any | None = None,
-    version: str | None = None,
-) -> tuple[pd.DataFrame, str]:
-    """Score the open leads (crm: the open deals) with the champion; every lead when none is open.
-
-    ``scoring`` / ``version``: an already loaded scoring model to use instead of the registry's ``alias``.
+def score_leads(dataset: Dataset, scoring: ScoringModel, *, version: str) -> tuple[pd.DataFrame, str]:
+    """Score the open leads (crm: the open deals) with a loaded version (:func:`training.products.load_model`);
+    every lead when none is open.
 
     Returns:
-        The scores (``lead_id``, ``as_of``, ``probability``, ``grade``, ``reason_1..3`` with contributions and
-        values, ``expected_value`` where a value exists, ``model_name``, ``model_version``) and what was scored.
+        The scores (the fixed names of :mod:`training.score_columns`, and ``age_days`` for dated leads) and what
+        was scored.
     """
     lead_set = build_lead_set(dataset)
     rows = lead_set.open()
     what = "open leads"
     if rows.empty:
         rows, what = lead_set.frame, "every lead (the data set has no open lead)"
-    if scoring is None:
-        scoring, version = _model_and_version(model_name, alias, dataset)
-    return _output(rows, scoring, lead_set.value_col, model_name, str(version)), what
+    return _output(rows, scoring, lead_set.value_col, dataset.name, version), what
 
 
 def score_lead_records(
-    records: Iterable[Mapping[str, Any]],
-    dataset: Dataset,
-    *,
-    model_name: str = REGISTERED_NAME,
-    alias: str = "champion",
-    scoring: Any | None = None,
-    version: str | None = None,
+    records: Iterable[Mapping[str, Any]], dataset: Dataset, scoring: ScoringModel, *, version: str
 ) -> pd.DataFrame:
     """Score a batch of raw leads (attribute dicts with canonical names) as of the end of ``dataset``.
 
@@ -293,16 +263,12 @@ def score_lead_records(
 
     Args:
         records: dicts with ``lead_id`` and any of the leads table's attribute columns.
-        dataset: the loaded data set the champion was trained on (history, lookups, activities).
-        model_name: the registered model.
-        alias: the registry alias to score with.
-        scoring: an already loaded scoring model (the service loads it once); with ``version``.
-        version: the version of ``scoring``.
+        dataset: the loaded data set the model was trained on (history, lookups, activities).
+        scoring: the loaded scoring model (:func:`training.products.load_model`; the service loads it once).
+        version: its registered version.
 
     Raises:
-        SalesmlError: a record without ``lead_id``, an unknown field, a repeated id, or no champion.
+        SalesmlError: a record without ``lead_id``, an unknown field or a repeated id.
     """
     frame, value_col = lead_record_features(records, dataset)
-    if scoring is None:
-        scoring, version = _model_and_version(model_name, alias, dataset)
-    return _output(frame, scoring, value_col, model_name, str(version))
+    return _output(frame, scoring, value_col, dataset.name, version)

@@ -18,6 +18,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,15 @@ __all__ = [
     "connect",
     "eval_key",
     "GATES",
+    "LEGACY_NAMES",
+    "MIGRATED_TAG",
+    "TRAIN_COMMANDS",
+    "legacy_versions",
+    "gate_for",
     "history",
+    "model_name",
+    "resolve_version",
+    "split_name",
     "promote_if_better",
     "record",
     "rollback",
@@ -52,6 +61,41 @@ GATES: dict[str, dict[str, Direction]] = {
     "churn_risk": {"roc_auc": "higher", "brier": "lower"},
     "lead_score": {"roc_auc": "higher", "brier": "lower"},
 }
+# The one registered model per product of stores written before models were registered per data set.
+LEGACY_NAMES = tuple(GATES)
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def model_name(product: str, dataset: str) -> str:
+    """The registered name of ``product``'s model (``churn_risk``, ...) for ``dataset`` (a spec's name).
+
+    Raises:
+        SalesmlError: an unknown product, or a data set name a registered model cannot carry.
+    """
+    if product not in GATES:
+        raise SalesmlError(f"unknown product {product!r}; expected one of {sorted(GATES)}")
+    if not _DATASET_NAME.match(dataset):
+        raise SalesmlError(
+            f"data set name {dataset!r} (the spec's 'name') cannot name a registered model: use letters, digits, "
+            "'_', '-' and '.', starting with a letter or digit"
+        )
+    return f"{product}.{dataset}"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``(product, data set)`` of a registered name from :func:`model_name` (data set ``""`` for a legacy name)."""
+    product, _, dataset = name.partition(".")
+    if product not in GATES:
+        raise SalesmlError(
+            f"{name!r} is not a salesml model name; expected <product>.<data set> with product one of "
+            f"{sorted(GATES)} (e.g. churn_risk.cdnow)"
+        )
+    return product, dataset
+
+
+def gate_for(name: str) -> dict[str, Direction]:
+    """The gated metrics of a registered model (by its product)."""
+    return GATES[split_name(name)[0]]
 
 
 # Tracking / registry stores MLflow 3 provides (a URI without a scheme is a local folder).
@@ -262,9 +306,7 @@ def promote_if_better(
 
     if force and not (reason and reason.strip()):
         raise SalesmlError("--force needs --reason TEXT: say why the gate is overridden")
-    directions = directions or GATES.get(name)
-    if not directions:
-        raise SalesmlError(f"no gate metrics known for model {name!r}; expected one of {sorted(GATES)}")
+    directions = directions or gate_for(name)
     client = MlflowClient()
     version = str(version)
     try:
@@ -340,3 +382,59 @@ def rollback(name: str, *, by: str | None = None, reason: str | None = None) -> 
     MlflowClient().set_registered_model_alias(name, CHAMPION, target)
     record(name, target, "rollback", previous=current, by=_who(by), reason=why, deltas={}, metrics={})
     return GateDecision(name, target, True, why, current)
+
+
+# The ``salesml train`` command of each product, for the hints in errors.
+TRAIN_COMMANDS = {"sales_forecast": "sales", "churn_risk": "churn", "lead_score": "leads"}
+
+
+def legacy_versions(product: str, dataset: str) -> list[str]:
+    """Versions of the pre-migration model ``product`` trained on ``dataset`` and not migrated yet."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        if client.get_registered_model(product).tags.get(MIGRATED_TAG):
+            return []
+        versions = client.search_model_versions(f"name='{product}'")
+    except MlflowException:
+        return []
+    return sorted((str(v.version) for v in versions if v.tags.get("dataset") == dataset), key=int)
+
+
+MIGRATED_TAG = "salesml.migrated_to_per_dataset"
+
+
+def resolve_version(
+    product: str, dataset: str, *, version: str | None = None, alias: str = CHAMPION
+) -> object:
+    """The registered version of ``product``'s model for ``dataset``: ``version``, else the one carrying ``alias``.
+
+    Raises:
+        SalesmlError: no such version or alias (with the command that makes one), or a store from before models
+            were registered per data set that still holds this data set's versions (``salesml models migrate``).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    name = model_name(product, dataset)
+    client = MlflowClient()
+    try:
+        return (
+            client.get_model_version(name, str(version))
+            if version
+            else client.get_model_version_by_alias(name, alias)
+        )
+    except MlflowException:
+        pass
+    which = f"version {version}" if version else f"version with the alias {alias!r}"
+    old = legacy_versions(product, dataset)
+    if old:
+        raise SalesmlError(
+            f"{name} has no {which}, but this model store is from before models were registered per data set: "
+            f"{product!r} holds {dataset!r}'s versions {', '.join(old)}. Run `salesml models migrate` once (it "
+            f"copies them to {name}, champion and history included)"
+        )
+    hint = f"salesml train {TRAIN_COMMANDS[product]} --dataset {dataset} --promote"
+    raise SalesmlError(f"{name} has no {which}; run `{hint}` first")

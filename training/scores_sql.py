@@ -1,36 +1,30 @@
 """Scores for the CRM: upsert one row per customer / lead into a SQL table, all or nothing.
 
-* :func:`crm_rows` turns the frames written by ``salesml score churn`` (:func:`training.churn.score_churn`) and
-  ``salesml score leads`` (:func:`training.leads.score_leads`) into the published row shape (below).
+* :func:`crm_rows` takes the frames written by ``salesml score churn`` (:func:`training.churn.score_churn`) and
+  ``salesml score leads`` (:func:`training.leads.score_leads`), which already carry the fixed names of
+  :mod:`training.score_columns`, and checks them into the published row shape (below).
 * :func:`write_scores` upserts any frame with a key column into a table through SQLAlchemy, in ONE transaction:
   create the table if absent (key column = primary key), stage the batch in a temporary table, then
   ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE`` (PostgreSQL and SQLite), commit. Any failure rolls the
   whole transaction back, so the previous scores stay exactly as they were.
 * :func:`write_score_frame` is the two in one: what ``--to-sql URL --table NAME`` calls.
 
-Row shape (one row per entity; the key is ``customer_id`` for churn, ``lead_id`` for leads):
+Row shape (one row per entity; the key is ``customer_id`` for churn, ``lead_id`` for leads), the names of
+:mod:`training.score_columns`: ``<key>``, ``probability``, ``band``, ``reasons`` (JSON text), ``value``,
+``expected_value``, ``as_of`` (text), ``horizon_days`` (churn), ``dataset``, ``model_name``, ``model_version``,
+``scored_at`` (UTC, the same for every row of one batch).
 
-============== ============================================================================================
-column         meaning
-============== ============================================================================================
-<key>          the entity id (text, primary key)
-probability    churn within H days / conversion (0..1)
-tier / grade   churn risk tier (high, medium, low) / lead grade (A-D)
-reasons        JSON list of the top factors: ``[{"factor", "contribution" (log-odds), "value"}, ...]``
-value_at_risk  churn: probability x trailing 12-month revenue; leads: expected value (NULL when unknown)
-as_of          the time of the data the score was computed from (feature cut-off / decision time), as text
-model_name     registered model
-model_version  registered version that produced the score
-scored_at      when this batch was written (UTC); the same for every row of one batch
-============== ============================================================================================
+A table written before these names (``tier`` / ``grade``, ``value_at_risk``, reasons with a ``factor`` key) is
+migrated inside the same transaction as the write (:func:`_migrate_legacy`): the columns renamed, the new ones
+added empty, the reasons rewritten; the migration is recorded in ``salesml_schema_migrations`` and reported.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,67 +32,21 @@ import numpy as np
 import pandas as pd
 
 from features.errors import SalesmlError
+from training import score_columns as sc
 
 __all__ = ["KEYS", "crm_rows", "write_score_frame", "write_scores"]
 
 Kind = Literal["churn", "leads"]
 KEYS: dict[str, str] = {"churn": "customer_id", "leads": "lead_id"}
-_BAND = {"churn": "tier", "leads": "grade"}
-# Accepted source names for each published column, first match wins (the score frames' own names first).
-_SOURCES: dict[str, dict[str, tuple[str, ...]]] = {
-    "churn": {
-        "probability": ("churn_probability", "probability"),
-        "tier": ("risk_tier", "tier", "band"),
-        "value_at_risk": ("revenue_at_risk",),
-        "as_of": ("feature_cutoff", "cutoff", "as_of"),
-    },
-    "leads": {
-        "probability": ("probability",),
-        "grade": ("grade", "band"),
-        "value_at_risk": ("expected_value",),
-        "as_of": ("as_of",),
-    },
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "churn": (*sc.SCORE_COLUMNS[:6], sc.HORIZON_DAYS, *sc.SCORE_COLUMNS[6:]),
+    "leads": sc.SCORE_COLUMNS,
 }
+_OPTIONAL = {sc.VALUE, sc.EXPECTED_VALUE, sc.AS_OF}  # empty when the data set has no value / no clock
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def _pick(frame: pd.DataFrame, names: tuple[str, ...], *, what: str, kind: str) -> pd.Series | None:
-    for name in names:
-        if name in frame.columns:
-            return frame[name]
-    return None if what in ("value_at_risk", "as_of") else _missing(frame, names, what, kind)
-
-
-def _missing(frame: pd.DataFrame, names: tuple[str, ...], what: str, kind: str) -> pd.Series:
-    raise SalesmlError(
-        f"the {kind} score frame has no {what} column (looked for {list(names)}; found {list(frame.columns)[:20]})"
-    )
-
-
-def _reasons(frame: pd.DataFrame) -> list[str]:
-    """The ``reason_k`` / ``reason_k_contribution`` / ``reason_k_value`` columns of each row as JSON text."""
-    ks = sorted(
-        int(m.group(1)) for c in frame.columns if (m := re.fullmatch(r"reason_(\d+)", str(c))) is not None
-    )
-    cols = [c for k in ks for c in (f"reason_{k}", f"reason_{k}_contribution", f"reason_{k}_value")]
-    records = frame.reindex(columns=cols).to_dict(orient="records")
-    out = []
-    for rec in records:
-        items = []
-        for k in ks:
-            factor = rec.get(f"reason_{k}")
-            if factor is None or (isinstance(factor, float) and math.isnan(factor)):
-                continue
-            item: dict[str, Any] = {"factor": str(factor)}
-            contrib = rec.get(f"reason_{k}_contribution")
-            if contrib is not None and not pd.isna(contrib):
-                item["contribution"] = round(float(contrib), 6)
-            value = rec.get(f"reason_{k}_value")
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                item["value"] = str(value)
-            items.append(item)
-        out.append(json.dumps(items))
-    return out
+_MIGRATIONS = "salesml_schema_migrations"
+# Old column -> fixed name, for tables written before training/score_columns.py.
+_LEGACY_RENAMES = {"tier": sc.BAND, "grade": sc.BAND, "value_at_risk": sc.EXPECTED_VALUE}
 
 
 def _as_text(value: Any) -> str | None:
@@ -124,44 +72,36 @@ def crm_rows(frame: pd.DataFrame, kind: Kind, *, scored_at: datetime | None = No
     if kind not in KEYS:
         raise SalesmlError(f"kind must be one of {sorted(KEYS)}, got {kind!r}")
     key = KEYS[kind]
-    if key not in frame.columns:
-        raise SalesmlError(f"the {kind} score frame has no {key!r} column (found {list(frame.columns)[:20]})")
-    src = _SOURCES[kind]
+    missing = [c for c in (key, *_COLUMNS[kind]) if c not in frame.columns and c not in _OPTIONAL]
+    if missing:
+        raise SalesmlError(
+            f"the {kind} score frame has no column(s) {missing} (found {list(frame.columns)[:20]}); expected the "
+            "names of training/score_columns.py"
+        )
     frame = frame.reset_index(drop=True)
-    prob = pd.to_numeric(
-        _pick(frame, src["probability"], what="probability", kind=kind), errors="coerce"
-    ).astype(float)
+    prob = pd.to_numeric(frame[sc.PROBABILITY], errors="coerce").astype(float)
     bad = frame.loc[~prob.between(0.0, 1.0), key]
     if len(bad):
         raise SalesmlError(
             f"probability must lie in 0..1; {len(bad)} row(s) do not, e.g. {key} {bad.astype(str).head(3).tolist()}"
         )
-    band = _BAND[kind]
-    value = _pick(frame, src["value_at_risk"], what="value_at_risk", kind=kind)
-    as_of = _pick(frame, src["as_of"], what="as_of", kind=kind)
     when = pd.Timestamp(scored_at or datetime.now(UTC))
     when = when.tz_localize(UTC) if when.tzinfo is None else when.tz_convert(UTC)
-    return pd.DataFrame(
-        {
-            key: frame[key].astype(str),
-            "probability": prob,
-            band: _pick(frame, src[band], what=band, kind=kind).astype(str),
-            "reasons": _reasons(frame),
-            "value_at_risk": (
-                pd.to_numeric(value, errors="coerce").astype(float) if value is not None else np.nan
-            ),
-            "as_of": [_as_text(v) for v in as_of] if as_of is not None else None,
-            "model_name": frame["model_name"].astype(str) if "model_name" in frame else _model_missing(kind),
-            "model_version": (
-                frame["model_version"].astype(str) if "model_version" in frame else _model_missing(kind)
-            ),
-            "scored_at": when,
-        }
-    )
-
-
-def _model_missing(kind: str) -> pd.Series:
-    raise SalesmlError(f"the {kind} score frame needs model_name and model_version columns")
+    out = pd.DataFrame({key: frame[key].astype(str)})
+    for col in _COLUMNS[kind]:
+        values = frame[col] if col in frame.columns else pd.Series(np.nan, index=frame.index)
+        if col == sc.PROBABILITY:
+            out[col] = prob
+        elif col in (sc.VALUE, sc.EXPECTED_VALUE):
+            out[col] = pd.to_numeric(values, errors="coerce").astype(float)
+        elif col == sc.HORIZON_DAYS:
+            out[col] = pd.to_numeric(values, errors="coerce").astype("Int64")
+        elif col == sc.AS_OF:
+            out[col] = [_as_text(v) for v in values]
+        else:
+            out[col] = values.astype(str)
+    out[sc.SCORED_AT] = when
+    return out
 
 
 # --- the transactional upsert ----------------------------------------------------------------------------
@@ -234,14 +174,23 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def write_scores(frame: pd.DataFrame, url: str, table: str, key_column: str) -> int:
+def write_scores(
+    frame: pd.DataFrame,
+    url: str,
+    table: str,
+    key_column: str,
+    *,
+    on_migrate: Callable[[str], None] | None = None,
+) -> int:
     """Upsert the rows of ``frame`` into ``table`` at ``url`` in one transaction; returns the rows written.
 
     The table is created when absent (``key_column`` as primary key, the other columns typed from the frame).
     An existing table must have ``key_column`` as its primary key and every column of the frame. The batch is
     staged in a temporary table, then upserted with ``INSERT ... ON CONFLICT (key) DO UPDATE``; rows of the
     table that are not in the batch are left alone. Any failure (a constraint violation, a lost connection)
-    rolls everything back: the previous scores stay intact.
+    rolls everything back: the previous scores stay intact. A table of the names from before
+    :mod:`training.score_columns` is migrated first, in the same transaction; ``on_migrate`` receives what was
+    done.
 
     Raises:
         SalesmlError: a missing key column, missing or duplicate ids, a bad table name or URL, a table of
@@ -286,6 +235,7 @@ def write_scores(frame: pd.DataFrame, url: str, table: str, key_column: str) -> 
     where = f"{schema + '.' if schema else ''}{name}"
     try:
         with engine.begin() as conn:
+            done = _migrate_legacy(conn, target, key_column, where)
             target.create(conn, checkfirst=True)
             _check_existing(conn, target, key_column, where)
             stage.create(conn)
@@ -307,12 +257,66 @@ def write_scores(frame: pd.DataFrame, url: str, table: str, key_column: str) -> 
         ) from None
     finally:
         engine.dispose()
+    if done and on_migrate is not None:
+        on_migrate(done)
     return len(rows)
 
 
 def _first_line(err: Exception) -> str:
     orig = getattr(err, "orig", None) or err
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def _migrate_legacy(conn: Any, target: Any, key_column: str, where: str) -> str:
+    """Rename the columns of a table written before the fixed score names, add the new columns empty, rewrite the
+    reasons' ``factor`` key to ``feature``, and record it in ``salesml_schema_migrations``; ``""`` when there was
+    nothing to do (no table, or a table of today's names)."""
+    import sqlalchemy as sa
+
+    insp = sa.inspect(conn)
+    if not insp.has_table(target.name, schema=target.schema):
+        return ""
+    have = [c["name"] for c in insp.get_columns(target.name, schema=target.schema)]
+    renames = {old: new for old, new in _LEGACY_RENAMES.items() if old in have and new not in have}
+    if not renames:
+        return ""
+    quote = conn.dialect.identifier_preparer.quote
+    full = f"{quote(target.schema)}.{quote(target.name)}" if target.schema else quote(target.name)
+    for old, new in renames.items():
+        conn.exec_driver_sql(f"ALTER TABLE {full} RENAME COLUMN {quote(old)} TO {quote(new)}")
+    have = [renames.get(c, c) for c in have]
+    added = [c for c in target.columns if c.name not in have]
+    for col in added:
+        kind = col.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {full} ADD COLUMN {quote(col.name)} {kind}")
+    rewritten = 0
+    if sc.REASONS in have:
+        table = sa.Table(target.name, sa.MetaData(), autoload_with=conn, schema=target.schema)
+        for key, text in conn.execute(sa.select(table.c[key_column], table.c[sc.REASONS])).all():
+            items = sc.reasons_from_json(text)
+            if any("factor" in r for r in items):
+                fixed = [{"feature": r.pop("factor"), **r} if "factor" in r else r for r in items]
+                conn.execute(
+                    table.update().where(table.c[key_column] == key).values({sc.REASONS: json.dumps(fixed)})
+                )
+                rewritten += 1
+    what = (
+        f"migrated table {where} to the fixed score names: renamed "
+        + ", ".join(f"{o} -> {n}" for o, n in renames.items())
+        + (f"; added {', '.join(c.name for c in added)} (empty for the rows already there)" if added else "")
+        + f"; reasons of {rewritten} row(s) rewritten from 'factor' to 'feature'"
+    )
+    log = sa.Table(
+        _MIGRATIONS,
+        sa.MetaData(),
+        sa.Column("table_name", sa.Text()),
+        sa.Column("applied_at", sa.DateTime(timezone=True)),
+        sa.Column("description", sa.Text()),
+        schema=target.schema,
+    )
+    log.create(conn, checkfirst=True)
+    conn.execute(log.insert().values(table_name=where, applied_at=datetime.now(UTC), description=what))
+    return what
 
 
 def _check_existing(conn: Any, target: Any, key_column: str, where: str) -> None:
@@ -351,11 +355,17 @@ def _upsert(dialect: str, target: Any, stage: Any, key_column: str) -> Any:
 
 
 def write_score_frame(
-    frame: pd.DataFrame, *, kind: Kind, url: str, table: str, scored_at: datetime | None = None
+    frame: pd.DataFrame,
+    *,
+    kind: Kind,
+    url: str,
+    table: str,
+    scored_at: datetime | None = None,
+    on_migrate: Callable[[str], None] | None = None,
 ) -> int:
     """Publish a ``salesml score churn|leads`` frame to the CRM table (see :func:`crm_rows`, :func:`write_scores`).
 
     Returns the number of rows upserted.
     """
     rows = crm_rows(frame, kind, scored_at=scored_at)
-    return write_scores(rows, url, table, KEYS[kind])
+    return write_scores(rows, url, table, KEYS[kind], on_migrate=on_migrate)

@@ -13,30 +13,34 @@ import pytest
 
 from features.errors import SalesmlError
 from tests.conftest import pg_url
+from training import score_columns as sc
 from training.scores_sql import crm_rows, write_score_frame, write_scores
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
 def churn_frame(n: int = 6, *, shift: float = 0.0, version: str = "1") -> pd.DataFrame:
-    """A frame shaped like ``training.churn.score_churn``'s output."""
+    """A frame shaped like ``training.churn.score_churn``'s output (the fixed names of score_columns)."""
     p = np.linspace(0.05, 0.75, n) + shift
+    reasons = [
+        [
+            {"feature": "recency_days", "contribution": c, "value": str(10 * i)},
+            *([{"feature": "tenure_days", "contribution": -0.3, "value": "400"}] if i < n - 1 else []),
+        ]
+        for i, c in enumerate(np.linspace(0.4, 1.2, n))
+    ]
     return pd.DataFrame(
         {
             "customer_id": [f"C{i:03d}" for i in range(n)],
-            "feature_cutoff": pd.Timestamp("2025-12-31"),
-            "churn_probability": p,
-            "risk_tier": np.where(p > 0.5, "high", np.where(p > 0.2, "medium", "low")),
-            "reason_1": "recency_days",
-            "reason_1_contribution": np.linspace(0.4, 1.2, n),
-            "reason_1_value": [str(10 * i) for i in range(n)],
-            "reason_2": ["tenure_days"] * (n - 1) + [None],
-            "reason_2_contribution": [-0.3] * (n - 1) + [np.nan],
-            "reason_2_value": ["400"] * (n - 1) + [None],
-            "revenue_12m": 1000.0,
-            "revenue_at_risk": p * 1000.0,
+            "probability": p,
+            "band": np.where(p > 0.5, "high", np.where(p > 0.2, "medium", "low")),
+            "reasons": sc.reasons_json(reasons),
+            "value": 1000.0,
+            "expected_value": p * 1000.0,
+            "as_of": pd.Timestamp("2025-12-31"),
             "horizon_days": 90,
-            "model_name": "churn_risk",
+            "dataset": "synthetic",
+            "model_name": "churn_risk.synthetic",
             "model_version": version,
         }
     )
@@ -47,16 +51,17 @@ def leads_frame(n: int = 4) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "lead_id": [f"L{i}" for i in range(n)],
-            "as_of": pd.Timestamp("2025-11-30"),
             "probability": np.linspace(0.9, 0.1, n),
-            "grade": ["ABCD"[i % 4] for i in range(n)],
-            "reason_1": "source",
-            "reason_1_contribution": 0.7,
-            "reason_1_value": "referral",
-            "age_days": 12,
+            "band": ["ABCD"[i % 4] for i in range(n)],
+            "reasons": sc.reasons_json(
+                [[{"feature": "source", "contribution": 0.7, "value": "referral"}]] * n
+            ),
             "value": 5000.0,
             "expected_value": np.linspace(0.9, 0.1, n) * 5000.0,
-            "model_name": "lead_score",
+            "as_of": pd.Timestamp("2025-11-30"),
+            "age_days": 12,
+            "dataset": "crm",
+            "model_name": "lead_score.crm",
             "model_version": "3",
         }
     )
@@ -94,16 +99,23 @@ def test_postgres_first_write_then_upsert(pg_table) -> None:
     first = read_table(url, table, "customer_id")
     assert first["customer_id"].tolist() == [f"C{i:03d}" for i in range(6)]
     assert first["probability"].to_numpy() == pytest.approx(np.linspace(0.05, 0.75, 6))
-    assert first["tier"].tolist() == ["low", "low", "medium", "medium", "high", "high"]
+    assert first["band"].tolist() == ["low", "low", "medium", "medium", "high", "high"]
+    assert list(first.columns) == [
+        "customer_id",
+        *sc.SCORE_COLUMNS[:6],
+        "horizon_days",
+        *sc.SCORE_COLUMNS[6:],
+        "scored_at",
+    ]
     assert first["model_version"].unique().tolist() == ["1"]
     assert first["as_of"].unique().tolist() == ["2025-12-31"]
     reasons = json.loads(first.loc[0, "reasons"])
     assert reasons == [
-        {"factor": "recency_days", "contribution": 0.4, "value": "0"},
-        {"factor": "tenure_days", "contribution": -0.3, "value": "400"},
+        {"feature": "recency_days", "contribution": 0.4, "value": "0"},
+        {"feature": "tenure_days", "contribution": -0.3, "value": "400"},
     ]
     assert json.loads(first.loc[5, "reasons"]) == [
-        {"factor": "recency_days", "contribution": 1.2, "value": "50"}
+        {"feature": "recency_days", "contribution": 1.2, "value": "50"}
     ]
     assert pd.Timestamp(first.loc[0, "scored_at"]) == pd.Timestamp(T0)
 
@@ -137,8 +149,8 @@ def test_postgres_constraint_violation_mid_write_leaves_old_rows_intact(pg_table
         # The CRM's own rule: it refuses probabilities of 0.9 and above.
         conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT p_below_09 CHECK (probability < 0.9)"))
     batch = churn_frame(9, version="2")  # new values for the 6 ids and 3 new ids
-    batch["churn_probability"] = 0.5
-    batch.loc[4, "churn_probability"] = 0.95  # the middle row breaks the constraint
+    batch["probability"] = 0.5
+    batch.loc[4, "probability"] = 0.95  # the middle row breaks the constraint
     with pytest.raises(SalesmlError, match=r"rolled back.*p_below_09|p_below_09.*rolled back|rolled back"):
         write_score_frame(batch, kind="churn", url=url, table=table, scored_at=T0 + timedelta(hours=1))
     after = read_table(url, table, "customer_id")
@@ -158,8 +170,8 @@ def test_postgres_leads_rows_and_an_existing_table_of_another_shape(pg_table) ->
     url, table, engine = pg_table
     assert write_score_frame(leads_frame(), kind="leads", url=url, table=table) == 4
     rows = read_table(url, table, "lead_id")
-    assert rows["grade"].tolist() == list("ABCD")
-    assert rows["value_at_risk"].to_numpy() == pytest.approx(np.linspace(0.9, 0.1, 4) * 5000.0)
+    assert rows["band"].tolist() == list("ABCD")
+    assert rows["expected_value"].to_numpy() == pytest.approx(np.linspace(0.9, 0.1, 4) * 5000.0)
     other = f"{table}_other"
     try:
         with engine.begin() as conn:
@@ -262,12 +274,16 @@ def test_rows_from_the_real_score_frame_builders(tmp_path: Path) -> None:
             "reason_1_value": ["3", "90"],
         }
     )
-    churn = crm_rows(churn_output(feats, preds, model_version="7", horizon_days=90), "churn", scored_at=T0)
-    assert churn["tier"].tolist() == ["low", "high"]
-    assert churn["value_at_risk"].tolist() == pytest.approx([20.0, 35.0])
+    churn = crm_rows(
+        churn_output(feats, preds, dataset="cdnow", model_version="7", horizon_days=90), "churn", scored_at=T0
+    )
+    assert churn["band"].tolist() == ["low", "high"]
+    assert churn["expected_value"].tolist() == pytest.approx([20.0, 35.0])
+    assert churn["value"].tolist() == pytest.approx([100.0, 50.0])
     assert churn["as_of"].tolist() == ["2025-12-31"] * 2
+    assert churn["model_name"].tolist() == ["churn_risk.cdnow"] * 2
     assert json.loads(churn.loc[1, "reasons"]) == [
-        {"factor": "recency_days", "contribution": 1.1, "value": "90"}
+        {"feature": "recency_days", "contribution": 1.1, "value": "90"}
     ]
 
     class Scoring:  # what training.leads._output needs of a scoring model
@@ -282,11 +298,70 @@ def test_rows_from_the_real_score_frame_builders(tmp_path: Path) -> None:
     import features.leads as fl
 
     out = lead_output(
-        leads.rename(columns={"decision_at": fl.DECISION_TIME}), Scoring(), "amount", "lead_score", "4"
+        leads.rename(columns={"decision_at": fl.DECISION_TIME}), Scoring(), "amount", "crm", "4"
     )
     rows = crm_rows(out, "leads", scored_at=T0)
-    assert rows["grade"].tolist() == ["B", "A"]
-    assert rows["value_at_risk"].tolist() == pytest.approx([200.0, 7.0])
+    assert rows["band"].tolist() == ["B", "A"]
+    assert rows["expected_value"].tolist() == pytest.approx([200.0, 7.0])
+    assert rows["model_name"].tolist() == ["lead_score.crm"] * 2
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     assert write_scores(rows, url, "lead_scores", "lead_id") == 2
     assert read_table(url, "lead_scores", "lead_id")["model_version"].tolist() == ["4", "4"]
+
+
+def _legacy_churn_table(conn, table: str) -> None:  # noqa: ANN001
+    """A churn table as ``--to-sql`` wrote it before the fixed score names."""
+    conn.exec_driver_sql(
+        f"CREATE TABLE {table} (customer_id TEXT PRIMARY KEY, probability DOUBLE PRECISION, tier TEXT, "
+        "reasons TEXT, value_at_risk DOUBLE PRECISION, as_of TEXT, model_name TEXT, model_version TEXT, "
+        "scored_at TIMESTAMP WITH TIME ZONE)"
+    )
+    old = json.dumps([{"factor": "recency_days", "contribution": 0.5, "value": "30"}])
+    conn.exec_driver_sql(
+        f"INSERT INTO {table} VALUES ('OLD1', 0.3, 'medium', '{old}', 12.5, '2025-06-30', 'churn_risk', '1', "
+        "'2025-07-01 00:00:00+00')"
+    )
+
+
+def _check_migrated(url: str, table: str, messages: list[str]) -> None:
+    rows = read_table(url, table, "customer_id")
+    assert "tier" not in rows.columns and "value_at_risk" not in rows.columns
+    old = rows.set_index("customer_id").loc["OLD1"]
+    assert (old["band"], old["expected_value"], old["model_version"]) == ("medium", 12.5, "1")
+    assert pd.isna(old["value"]) and pd.isna(old["dataset"])  # added, empty for the rows already there
+    assert json.loads(old["reasons"]) == [{"feature": "recency_days", "contribution": 0.5, "value": "30"}]
+    assert len(rows) == 7 and rows.set_index("customer_id").loc["C000", "band"] == "low"
+    assert len(messages) == 1 and "renamed tier -> band, value_at_risk -> expected_value" in messages[0]
+    log = read_table(url, "salesml_schema_migrations", "applied_at")
+    assert log["table_name"].tolist() == [table] and "tier -> band" in log.loc[0, "description"]
+    write_score_frame(churn_frame(), kind="churn", url=url, table=table, on_migrate=messages.append)
+    assert len(messages) == 1  # migrated once
+
+
+def test_sqlite_table_of_the_old_names_is_migrated_in_the_write(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        _legacy_churn_table(conn, "churn_scores")
+    engine.dispose()
+    messages: list[str] = []
+    write_score_frame(churn_frame(), kind="churn", url=url, table="churn_scores", on_migrate=messages.append)
+    _check_migrated(url, "churn_scores", messages)
+
+
+@pytest.mark.postgres
+def test_postgres_table_of_the_old_names_is_migrated_in_the_write(pg_table) -> None:
+    import sqlalchemy as sa
+
+    url, table, engine = pg_table
+    with engine.begin() as conn:
+        _legacy_churn_table(conn, table)
+    messages: list[str] = []
+    try:
+        write_score_frame(churn_frame(), kind="churn", url=url, table=table, on_migrate=messages.append)
+        _check_migrated(url, table, messages)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS salesml_schema_migrations"))

@@ -3,6 +3,7 @@ cdnow (with --promote) and telco end to end through the CLI."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ def test_cdnow_train_promote_and_score_end_to_end(
     trained = run_cli("train", "churn", "--dataset", "cdnow", "--promote", "--trials", "1", "--timeout", "60")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     text = " ".join(trained.stdout.split())
-    assert "registered churn_risk v1" in text and "promoted to champion" in text
+    assert "registered churn_risk.cdnow v1" in text and "promoted to champion" in text
     assert (fresh_home / "data" / "snapshots" / "cdnow" / "churn.parquet").exists()
 
     out = tmp_path / "scores.parquet"
@@ -78,24 +79,25 @@ def test_cdnow_train_promote_and_score_end_to_end(
     end = tx["time"].max()
     active = tx.loc[tx["time"] > end - pd.Timedelta(days=365), "customer_id"].nunique()
     assert len(scores) == active and scores["customer_id"].is_unique
-    for col in ["churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "revenue_at_risk"]:
+    for col in ["probability", "band", "reasons", "value", "expected_value"]:
         assert scores[col].notna().all(), col
-    assert scores["churn_probability"].between(0, 1).all()
+    assert all(len(json.loads(r)) == 3 for r in scores["reasons"])
+    assert scores["probability"].between(0, 1).all()
     # Tiers are 10 / 30 / 60 % of the scored customers (not of the young calibration cohort, whose quantiles put
     # every scored cdnow customer in "low"), ordered by probability.
-    shares = scores["risk_tier"].value_counts(normalize=True).reindex(["high", "medium", "low"]).fillna(0.0)
+    shares = scores["band"].value_counts(normalize=True).reindex(["high", "medium", "low"]).fillna(0.0)
     np.testing.assert_allclose(shares.to_numpy(), [0.1, 0.3, 0.6], atol=0.03)
-    by_tier = scores.groupby("risk_tier")["churn_probability"]
+    by_tier = scores.groupby("band")["probability"]
     assert by_tier.min()["high"] >= by_tier.max()["medium"] >= 0
     assert by_tier.min()["medium"] >= by_tier.max()["low"]
-    assert (scores["feature_cutoff"] == end).all()
-    assert (scores["model_name"] == "churn_risk").all() and (scores["model_version"] == "1").all()
-    assert (scores["horizon_days"] == 180).all()
-    np.testing.assert_allclose(scores["revenue_at_risk"], scores["churn_probability"] * scores["revenue_12m"])
+    assert (scores["as_of"] == end).all()
+    assert (scores["model_name"] == "churn_risk.cdnow").all() and (scores["model_version"] == "1").all()
+    assert (scores["horizon_days"] == 180).all() and (scores["dataset"] == "cdnow").all()
+    np.testing.assert_allclose(scores["expected_value"], scores["probability"] * scores["value"])
 
 
 def test_telco_trains_end_to_end(shared_data: Path, fresh_home: Path) -> None:
     trained = run_cli("train", "churn", "--dataset", "telco", "--trials", "1", "--timeout", "60")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     text = " ".join(trained.stdout.split())
-    assert "telco (snapshot)" in text and "registered churn_risk v1" in text
+    assert "telco (snapshot)" in text and "registered churn_risk.telco v1" in text

@@ -47,7 +47,7 @@ def test_train_promote_and_plan_crm(shared_data: Path, fresh_home: Path) -> None
     res = run_cli("train", "sales", "--dataset", "crm", "--promote")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "promoted to champion" in res.stdout
-    assert re.search(r"registered sales_forecast v1", res.stdout)
+    assert re.search(r"registered sales_forecast.crm v1", res.stdout)
 
     import mlflow
     from mlflow import MlflowClient
@@ -56,10 +56,10 @@ def test_train_promote_and_plan_crm(shared_data: Path, fresh_home: Path) -> None
     from training.forecast.serve_api import forecast_nodes, load_forecast, plan_target
 
     registry.configure("sales_forecast")
-    assert registry.champion_version("sales_forecast") == "1"
-    tags = MlflowClient().get_model_version("sales_forecast", "1").tags
+    assert registry.champion_version("sales_forecast.crm") == "1"
+    tags = MlflowClient().get_model_version("sales_forecast.crm", "1").tags
     assert {"eval_key", "metric.wape_total", "metric.wape_bottom"} <= set(tags)
-    model = mlflow.pyfunc.load_model("models:/sales_forecast@champion")
+    model = mlflow.pyfunc.load_model("models:/sales_forecast.crm@champion")
     art = load_forecast(model)
     assert art.meta["cutoff"] == "2017-12-01"
     out = model.predict(pd.DataFrame({"unique_id": ["total"]}))

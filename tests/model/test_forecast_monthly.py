@@ -50,7 +50,7 @@ def test_monthly_intermittent_backtest_train_serve(
     from training.forecast.serve_api import forecast_nodes, load_forecast, plan_target, quarter_totals
 
     registry.configure("sales_forecast")
-    model = mlflow.pyfunc.load_model("models:/sales_forecast@champion")
+    model = mlflow.pyfunc.load_model("models:/sales_forecast.synthetic_monthly@champion")
     art = load_forecast(model)
     assert art.meta["freq"] == "MS" and art.meta["recipe"]["chosen_on"] == "calibration"
     nodes = forecast_nodes(art, level="bottom")
@@ -59,5 +59,5 @@ def test_monthly_intermittent_backtest_train_serve(
     assert len(q) == 1 and q["lo-80"].iloc[0] <= q["mean"].iloc[0] <= q["hi-80"].iloc[0]
     plan = plan_target(art, "total", float(q["mean"].iloc[0]), "next")
     assert plan[plan["role"] == "child"]["target"].sum() == pytest.approx(float(q["mean"].iloc[0]))
-    card = run_cli("models", "card", "sales_forecast", "1")
+    card = run_cli("models", "card", "sales_forecast.synthetic_monthly", "1")
     assert card.returncode == 0 and "Forecast choice" in card.stdout and "calibration cutoffs" in card.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,7 +47,7 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
             }
         ],
         training.dataset,
-        scoring=training.result.model,
+        training.result.model,
         version="test",
     )
     assert raw["lead_id"].tolist() == ["c-1"] and raw["probability"].between(0, 1).all()
@@ -58,7 +60,7 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
     ]
 
     def probabilities(batch: list[dict]) -> pd.Series:
-        scored = score_lead_records(batch, training.dataset, scoring=training.result.model, version="test")
+        scored = score_lead_records(batch, training.dataset, training.result.model, version="test")
         return scored.set_index("lead_id")["probability"]
 
     together = probabilities(records)
@@ -120,19 +122,19 @@ def test_crm_open_deals_get_scores_and_expected_values(shared_data) -> None:
     ds = load_dataset("crm")
     training = train_leads(ds, n_trials=1, timeout_s=30)
     scoring, version = training.result.model, "test"
-    scores, what = score_leads(ds, scoring=scoring, version=version)
+    scores, what = score_leads(ds, scoring, version=version)
     n_open = int((ds.tables["deals"]["outcome"] == "open").sum())
     assert what == "open leads" and len(scores) == n_open
-    assert scores["probability"].between(0, 1).all() and set(scores["grade"]) <= {"A", "B", "C", "D"}
+    assert scores["probability"].between(0, 1).all() and set(scores["band"]) <= {"A", "B", "C", "D"}
     assert scores["expected_value"].notna().all()
     np.testing.assert_allclose(scores["expected_value"], scores["probability"] * scores["value"])
-    assert (scores["model_name"] == "lead_score").all() and (scores["model_version"] == version).all()
-    assert scores["reason_1"].notna().all() and scores["reason_3"].notna().all()
+    assert (scores["model_name"] == "lead_score.crm").all() and (scores["model_version"] == version).all()
+    assert all(len(json.loads(r)) == 3 for r in scores["reasons"])
     # The service path: a raw deal, scored through the same features and the champion.
     raw = score_lead_records(
         [{"lead_id": "new-1", "sales_agent": "Moses Frase", "product": "GTX Pro"}],
         ds,
-        scoring=scoring,
+        scoring,
         version=version,
     )
     assert raw["lead_id"].tolist() == ["new-1"] and raw["model_version"].iloc[0] == version

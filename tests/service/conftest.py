@@ -53,7 +53,9 @@ def start_server(
     home: Path, log: Path, extra_env: dict[str, str] | None = None, timeout: float = 150
 ) -> Server:
     port = free_port()
-    env = {**os.environ, "SALESML_HOME": str(home), "SALESML_API_TOKEN": TOKEN, **(extra_env or {})}
+    # The trained store holds the small synthetic organisation (its spec is named synthetic) for every product.
+    served = {f"SALESML_SERVE_{p}": "synthetic" for p in ("SALES", "CHURN", "LEADS")}
+    env = {**os.environ, **served, "SALESML_HOME": str(home), "SALESML_API_TOKEN": TOKEN, **(extra_env or {})}
     if "MLFLOW_TRACKING_URI" not in (extra_env or {}):
         env.pop("MLFLOW_TRACKING_URI", None)
     fh = log.open("w")

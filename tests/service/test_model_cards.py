@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow  # the session's trained store: three trainings through the CLI
 
 
-@pytest.mark.parametrize("name", ["sales_forecast", "churn_risk", "lead_score"])
+@pytest.mark.parametrize("name", ["sales_forecast.synthetic", "churn_risk.synthetic", "lead_score.synthetic"])
 def test_every_registered_version_carries_its_card_written_before_the_gate(
     trained_home: Path, name: str
 ) -> None:

@@ -53,11 +53,13 @@ def test_models_and_readiness(server: Server) -> None:
     ready = httpx.get(server.url + "/readyz").json()
     assert ready["ready"] is True
     assert {m["state"] for m in ready["models"].values()} == {"fresh"}
-    models = {m["name"]: m for m in server.get("/models").json()["models"]}
+    models = {m["product"]: m for m in server.get("/models").json()["models"]}
     assert set(models) == {"sales_forecast", "churn_risk", "lead_score"}
-    for m in models.values():
+    for product, m in models.items():
         assert m["alias"] == "champion" and m["version"] and m["trained_at"]
         assert m["metrics"], m
+        assert (m["name"], m["dataset"]) == (f"{product}.synthetic", "synthetic")
+        assert ready["models"][product]["name"] == m["name"]
     assert models["churn_risk"]["version"] == "1"
 
 
@@ -69,7 +71,7 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
     snapshot, meta = read_churn_snapshot("synthetic")
     ids = snapshot["customer_id"].astype(str).head(5).tolist()
     feature_row = snapshot.iloc[7]
-    scoring = load_scoring_model("models:/churn_risk@champion")
+    scoring = load_scoring_model("models:/churn_risk.synthetic@champion")
     features = {
         c: (
             None
@@ -104,7 +106,7 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
     )
     got = [r for r in results if "probability" in r and r["customer_id"] in ids]
     np.testing.assert_allclose([r["probability"] for r in got], expected["probability"].to_numpy(), rtol=1e-9)
-    assert [r["tier"] for r in got] == expected["band"].tolist()
+    assert [r["band"] for r in got] == expected["band"].tolist()
     direct = scoring.predict(pd.DataFrame([features]))
     assert results[4]["probability"] == pytest.approx(float(direct["probability"].iloc[0]), rel=1e-9)
     filled = fill_cutoff_ranks(pd.DataFrame([raw]), snapshot)
@@ -113,10 +115,11 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
     assert results[-1]["customer_id"] == "F-2"
     assert results[-1]["probability"] == pytest.approx(float(via_ranks["probability"].iloc[0]), rel=1e-9)
     for r in got:
-        assert r["model_name"] == "churn_risk" and r["model_version"] == "1"
-        assert r["data_cutoff"] == meta["cutoff"]
+        assert r["model_name"] == "churn_risk.synthetic" and r["model_version"] == "1"
+        assert r["as_of"] == meta["cutoff"] and r["dataset"] == "synthetic"
         assert len(r["reasons"]) == 3 and r["horizon_days"] == 90
-        assert r["revenue_at_risk"] is None or r["revenue_at_risk"] >= 0
+        assert set(r["reasons"][0]) == {"feature", "contribution", "value"}
+        assert r["expected_value"] == pytest.approx(r["probability"] * r["value"])
     empty = server.post("/churn/score", {"customers": [{"customer_id": ids[0], "features": {}}]})
     assert empty.json()["results"][0] == got[0]  # features {} is the snapshot's row, like no features
 
@@ -157,16 +160,17 @@ def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
     assert [r.get("lead_id", r.get("id")) for r in results] == ["N1", "N3", "N2"]
     assert "no_such_field" in results[1]["error"]
     dataset = load_dataset(small_synthetic_spec)
-    scoring = load_scoring_model("models:/lead_score@champion")
+    scoring = load_scoring_model("models:/lead_score.synthetic@champion")
     expected = score_lead_records(
-        [{**g["features"], "lead_id": g["lead_id"]} for g in good], dataset, scoring=scoring, version="x"
+        [{**g["features"], "lead_id": g["lead_id"]} for g in good], dataset, scoring, version="x"
     )
     np.testing.assert_allclose(
         [results[0]["probability"], results[2]["probability"]], expected["probability"].to_numpy(), rtol=1e-9
     )
-    assert [results[0]["grade"], results[2]["grade"]] == expected["grade"].tolist()
-    assert results[0]["grade"] in {"A", "B", "C", "D"} and len(results[0]["factors"]) == 3
-    assert results[0]["model_name"] == "lead_score"
+    assert [results[0]["band"], results[2]["band"]] == expected["band"].tolist()
+    assert results[0]["band"] in {"A", "B", "C", "D"} and len(results[0]["reasons"]) == 3
+    assert [results[0]["reasons"], results[2]["reasons"]] == [json.loads(t) for t in expected["reasons"]]
+    assert results[0]["model_name"] == "lead_score.synthetic" and results[0]["dataset"] == "synthetic"
     missing_id = server.post("/leads/score", {"leads": [{"features": {}}]})
     assert missing_id.status_code == 400 and "leads.0.lead_id" in missing_id.json()["error"]
 
@@ -174,7 +178,7 @@ def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
 def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> None:
     from training.forecast.serve_api import forecast_nodes, load_forecast, plan_target, quarter_totals
 
-    art = load_forecast("models:/sales_forecast@champion")
+    art = load_forecast("models:/sales_forecast.synthetic@champion")
     nodes = ["total", *art.nodes["unique_id"].iloc[1:3].tolist()]
     response = server.post("/forecast", {"nodes": nodes})
     assert response.status_code == 200, response.text
@@ -190,7 +194,7 @@ def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> N
                 or p["lo_95"] <= p["lo_80"] <= p["hi_80"] <= p["hi_95"]
             )
         assert {q["quarter"] for q in r["quarters"]} == {"current", "next"}
-        assert r["model_name"] == "sales_forecast" and r["data_cutoff"]
+        assert r["model_name"] == "sales_forecast.synthetic" and r["as_of"] and r["dataset"] == "synthetic"
     q = quarter_totals(art, nodes=["total"], quarter="next")
     nxt = next(x for x in results[0]["quarters"] if x["quarter"] == "next")
     assert nxt["median"] == pytest.approx(float(q["median"].iloc[0]))
@@ -247,7 +251,7 @@ def test_bad_values_in_an_item_are_its_error_and_the_rest_is_scored(server: Serv
     x1, x2, x3 = response.json()["results"]
     assert "'recency_days' must be a finite number" in x1["error"]
     assert "'recency_days' must be a number, got 'forty'" in x2["error"]
-    assert x3["revenue_at_risk"] == pytest.approx(x3["probability"] * 1000)
+    assert x3["expected_value"] == pytest.approx(x3["probability"] * 1000) and x3["value"] == 1000
     leads = [
         {
             "lead_id": "T1",
@@ -259,7 +263,7 @@ def test_bad_values_in_an_item_are_its_error_and_the_rest_is_scored(server: Serv
     response = server.post("/leads/score", {"leads": leads})
     assert response.status_code == 200, response.text
     t1, t2, t3 = response.json()["results"]
-    assert 0 < t1["probability"] < 1 and t1["model_name"] == "lead_score"
+    assert 0 < t1["probability"] < 1 and t1["model_name"] == "lead_score.synthetic"
     for item in (t2, t3):
         assert "field 'created_at' must be a date between 1900-01-01 and 2200-12-31" in item["error"]
 
@@ -345,7 +349,7 @@ def test_reload_while_requests_are_in_flight_loses_none(server: Server, library:
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    versions = sorted(int(v.version) for v in client.search_model_versions("name='churn_risk'"))
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='churn_risk.synthetic'"))
     assert len(versions) >= 2
     body = {"customers": [{"customer_id": "C000010"}, {"customer_id": "C000020"}]}
 
@@ -358,16 +362,16 @@ def test_reload_while_requests_are_in_flight_loses_none(server: Server, library:
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
             futures = [pool.submit(call, i) for i in range(120)]
-            client.set_registered_model_alias("churn_risk", "champion", str(versions[-1]))
+            client.set_registered_model_alias("churn_risk.synthetic", "champion", str(versions[-1]))
             reloads = [server.post("/admin/reload", {}) for _ in range(3)]
             outcomes = [f.result() for f in futures]
         assert all(r.status_code == 200 for r in reloads)
         assert [o for o in outcomes if o[0] != 200] == []
         assert {o[1] for o in outcomes} <= {str(v) for v in versions}
-        models = {m["name"]: m for m in server.get("/models").json()["models"]}
+        models = {m["product"]: m for m in server.get("/models").json()["models"]}
         assert models["churn_risk"]["version"] == str(versions[-1])
     finally:
-        client.set_registered_model_alias("churn_risk", "champion", "1")
+        client.set_registered_model_alias("churn_risk.synthetic", "champion", "1")
         server.post("/admin/reload", {})
 
 
@@ -379,7 +383,7 @@ def test_registry_unreachable_serves_last_good_versions_as_stale(server: Server,
         assert ready["ready"] is True
         assert {m["state"] for m in ready["models"].values()} == {"stale"}
         r = stale.post("/churn/score", {"customers": [{"customer_id": "C000010"}]})
-        assert r.status_code == 200 and r.json()["results"][0]["model_name"] == "churn_risk"
+        assert r.status_code == 200 and r.json()["results"][0]["model_name"] == "churn_risk.synthetic"
     finally:
         stop_server(stale)
 

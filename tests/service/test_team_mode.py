@@ -3,7 +3,7 @@
 One round trip on a fresh PostgreSQL database: ``mlflow server`` (PostgreSQL backend store, local artifact root
 served by the server) on a free loopback port -> ``salesml train churn --promote`` over HTTP -> the registry
 holds v1 as champion with its audit record -> promote / rollback / promote through the shared gate -> ``salesml
-models history`` tells that story -> ``salesml serve`` resolves ``models:/churn_risk@champion`` from the same
+models history`` tells that story -> ``salesml serve`` resolves ``models:/churn_risk.synthetic@champion`` from the same
 server and scores with that version. Everything started here is stopped afterwards, also on failure.
 """
 
@@ -28,6 +28,8 @@ from tests.service.conftest import free_port, start_server, stop_server
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.service]
 
 SERVER_START_TIMEOUT = 300  # s; about 24 s on an idle machine, over 100 s seen with the 2 cores busy
+
+NAME = "churn_risk.synthetic"  # the small synthetic spec is named synthetic
 
 
 @pytest.fixture
@@ -146,7 +148,7 @@ def test_mlflow_server_on_postgres_round_trip(
         timeout=900,
     )
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
-    assert "registered churn_risk v1" in trained.stdout
+    assert "registered churn_risk.synthetic v1" in trained.stdout
     # Nothing went to an embedded store: the registry is the server's.
     assert not (home / "models" / "mlflow.db").exists()
 
@@ -158,23 +160,23 @@ def test_mlflow_server_on_postgres_round_trip(
     monkeypatch.setenv("SALESML_HOME", str(home))
     try:
         assert registry.connect() == uri
-        assert registry.champion_version("churn_risk") == "1"
-        v2 = _register_copy(uri, "churn_risk", "1")
+        assert registry.champion_version(NAME) == "1"
+        v2 = _register_copy(uri, NAME, "1")
         assert v2 == "2"
-        decision = registry.promote_if_better("churn_risk", v2, by="team-test")
+        decision = registry.promote_if_better(NAME, v2, by="team-test")
         assert decision.promoted, decision.reason
         assert decision.deltas == {"roc_auc": 0.0, "brier": 0.0}
-        back = registry.rollback("churn_risk", by="team-test", reason="round trip")
+        back = registry.rollback(NAME, by="team-test", reason="round trip")
         assert (back.version, back.previous) == ("1", "2")
-        assert registry.champion_version("churn_risk") == "1"
-        again = registry.promote_if_better("churn_risk", v2, by="team-test")
+        assert registry.champion_version(NAME) == "1"
+        again = registry.promote_if_better(NAME, v2, by="team-test")
         assert again.promoted, again.reason
-        assert registry.champion_version("churn_risk") == "2"
+        assert registry.champion_version(NAME) == "2"
     finally:
         mlflow.set_tracking_uri(old_uris[0])
         mlflow.set_registry_uri(old_uris[1])
 
-    shown = run_cli("models", "history", "churn_risk", "--json", env=env)
+    shown = run_cli("models", "history", NAME, "--json", env=env)
     assert shown.returncode == 0, shown.stderr[-2000:]
     records = json.loads(shown.stdout)
     assert [(r["action"], r["version"], r["previous"]) for r in records] == [
@@ -192,11 +194,17 @@ def test_mlflow_server_on_postgres_round_trip(
         ready = srv.get("/readyz")
         assert ready.status_code == 200, ready.text
         churn = ready.json()["models"]["churn_risk"]
-        assert churn == {"state": "fresh", "version": "2", "source": "registry"}
+        assert churn == {
+            "state": "fresh",
+            "name": NAME,
+            "dataset": "synthetic",
+            "version": "2",
+            "source": "registry",
+        }
         scored = srv.post("/churn/score", {"customers": [{"customer_id": "C000001"}]})
         assert scored.status_code == 200, scored.text
         result = scored.json()["results"][0]
-        assert result["model_name"] == "churn_risk"
+        assert result["model_name"] == NAME
         assert result["model_version"] == "2"
         assert 0.0 <= result["probability"] <= 1.0
     finally:

@@ -43,7 +43,7 @@ def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *arg
         (["train", "churn", "--dataset", "telco", "--horizon-days", "abc"], "'--horizon-days'"),
         (["train", "churn", "--dataset", "telco", "--timeout", "0"], "'--timeout'"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
-        (["models", "history", "nosuch_model"], "expected one of sales_forecast, churn_risk, lead_score"),
+        (["models", "history", "nosuch_model"], "with product one of sales_forecast, churn_risk, lead_score"),
         (["serve", "--port", "99999"], "'--port'"),
     ],
 )

@@ -1,5 +1,6 @@
 """training.churn.score_churn_rows, what the service scores churn rows with, gives what the service computed
-itself before (a copy of that code below): the same probabilities, tiers, reasons and revenue at risk."""
+itself before (a copy of that code below): the same probabilities, bands, reasons and expected value, in the fixed
+names of training/score_columns.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features.churn_columns import fill_cutoff_ranks
+from training import score_columns as sc
 from training.churn import prepare_churn_snapshot, score_churn_rows
 from training.classifier import ClassifierData, TrainConfig, train_classifier
 
@@ -56,15 +58,17 @@ def _as_the_service_did(frame: pd.DataFrame, scoring, reference) -> dict[str, np
 
 
 def _compare(out: pd.DataFrame, old: dict[str, np.ndarray]) -> None:
-    np.testing.assert_array_equal(out["churn_probability"].to_numpy(), old["probability"])
-    assert out["risk_tier"].tolist() == [str(t) for t in old["band"]]
-    np.testing.assert_array_equal(out["revenue_at_risk"].to_numpy(dtype=float), old["revenue_at_risk"])
+    np.testing.assert_array_equal(out["probability"].to_numpy(), old["probability"])
+    assert out["band"].tolist() == [str(t) for t in old["band"]]
+    np.testing.assert_array_equal(out["expected_value"].to_numpy(dtype=float), old["revenue_at_risk"])
+    reasons = [sc.reasons_from_json(t) for t in out["reasons"]]
     for k in (1, 2, 3):
-        assert out[f"reason_{k}"].tolist() == list(old[f"reason_{k}"])
-        assert out[f"reason_{k}_value"].tolist() == list(old[f"reason_{k}_value"])
-        np.testing.assert_array_equal(
-            out[f"reason_{k}_contribution"].to_numpy(), old[f"reason_{k}_contribution"]
+        assert [r[k - 1]["feature"] for r in reasons] == list(old[f"reason_{k}"])
+        assert [r[k - 1]["value"] for r in reasons] == list(old[f"reason_{k}_value"])
+        np.testing.assert_allclose(
+            [r[k - 1]["contribution"] for r in reasons], old[f"reason_{k}_contribution"], rtol=0, atol=5e-7
         )
+    assert list(out.columns) == ["customer_id", *sc.SCORE_COLUMNS[:6], "horizon_days", *sc.SCORE_COLUMNS[6:]]
 
 
 def test_the_snapshot_scores_as_before(model_and_snapshot) -> None:
@@ -72,12 +76,13 @@ def test_the_snapshot_scores_as_before(model_and_snapshot) -> None:
     prepared, reference = prepare_churn_snapshot(snapshot, scoring)
     assert prepared["purchases_total"].isna().all()  # a feature the snapshot lacks is missing for everyone
     assert list(reference) == ["recency_days"]
-    out = score_churn_rows(prepared, scoring, version="4", horizon_days=90)
+    out = score_churn_rows(prepared, scoring, dataset="synthetic", version="4", horizon_days=90)
     old = scoring.score(scoring.encode(prepared))
     old["revenue_at_risk"] = old["probability"] * prepared["revenue_12m"].to_numpy(float)
     _compare(out, old)
     assert out["customer_id"].tolist() == snapshot["customer_id"].tolist()
     assert (out["model_version"] == "4").all() and (out["horizon_days"] == 90).all()
+    assert (out["model_name"] == "churn_risk.synthetic").all() and (out["dataset"] == "synthetic").all()
 
 
 def test_sent_rows_score_as_before(model_and_snapshot) -> None:
@@ -91,7 +96,9 @@ def test_sent_rows_score_as_before(model_and_snapshot) -> None:
             {"customer_id": "S4", "purchases_total": True, "revenue_12m": 55},
         ]
     )
-    out = score_churn_rows(sent, scoring, version="4", horizon_days=90, rank_reference=reference)
+    out = score_churn_rows(
+        sent, scoring, dataset="synthetic", version="4", horizon_days=90, rank_reference=reference
+    )
     _compare(out, _as_the_service_did(sent, scoring, reference))
-    assert out["revenue_at_risk"].notna().tolist() == [True, False, False, True]
-    assert out["feature_cutoff"].isna().all()  # sent rows carry no cutoff
+    assert out["expected_value"].notna().tolist() == [True, False, False, True]
+    assert out["as_of"].isna().all()  # sent rows carry no cutoff

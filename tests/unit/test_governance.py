@@ -20,7 +20,7 @@ from training.registry import champion_version, history, promote_if_better, roll
 # Three trainings and MLflow stores (about 2 minutes on 2 busy cores): not the inner loop.
 pytestmark = pytest.mark.slow
 
-NAME = "churn_risk"
+NAME = "churn_risk.synthetic"  # the small synthetic spec is named synthetic
 
 
 def _noisy(frame, share: float, seed: int = 1):
@@ -136,3 +136,32 @@ def test_a_challenger_on_another_data_spec_is_refused_unless_forced(registry) ->
     assert not decision.promoted and "different data spec" in decision.reason
     forced = promote_if_better(NAME, v4, force=True, reason="spec renamed a column only")
     assert forced.promoted
+
+
+def test_a_store_from_before_per_data_set_models_migrates_with_its_champion_and_history(
+    fresh_home: Path, small_synthetic_spec: Path, trained
+) -> None:
+    """Versions registered under the old single name move to churn_risk.synthetic with the champion, and the
+    gate history reads the same in the new numbers; the model cannot be loaded by the new name before."""
+    from training.products import load_model
+    from training.registry_migrate import migrate_legacy
+
+    dataset = load_dataset(small_synthetic_spec)
+    good, worse, again = trained
+    v1, _ = log_and_register(good, "churn_risk", dataset, promote=True)
+    v2, refused = log_and_register(worse, "churn_risk", dataset, promote=True)
+    assert not refused.promoted and champion_version("churn_risk") == v1
+    with pytest.raises(SalesmlError, match="salesml models migrate"):
+        load_model("churn_risk", "synthetic")
+    before = [(r["action"], r["version"], r["previous"]) for r in history("churn_risk")]
+
+    moved = run_cli("models", "migrate", env={"SALESML_HOME": str(fresh_home)})
+    assert moved.returncode == 0, moved.stderr
+    assert f"churn_risk v{v2} -> {NAME} v{v2}" in moved.stdout
+    assert champion_version(NAME) == v1
+    assert [(r["action"], r["version"], r["previous"]) for r in history(NAME)] == before
+    loaded = load_model("churn_risk", "synthetic")
+    assert (loaded.name, loaded.version, loaded.dataset) == (NAME, v1, "synthetic")
+    rows = panel(300)
+    np.testing.assert_array_equal(loaded.model.predict_proba(rows), good.model.predict_proba(rows))
+    assert migrate_legacy()[0].startswith("churn_risk: migrated before")  # a second run does nothing

@@ -56,7 +56,9 @@ def log_and_register(
 
     from training.registry import configure, eval_key, promote_if_better, tag_version
 
-    configure(registered_name)
+    configure(
+        registered_name.partition(".")[0]
+    )  # one experiment per product; runs are tagged with the data set
     spec = dataset.spec
     fingerprint = spec.fingerprint()
     key = eval_key(

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import SalesmlError
+from training import score_columns as sc
 from training.outputs import check_out_file, staged
 
 __all__ = ["score_app", "score_churn_cmd", "train_app", "train_churn_cmd"]
@@ -64,13 +65,14 @@ def train_churn_cmd(
     ),
     timeout: float = typer.Option(240.0, "--timeout", min=1.0, help="Seconds for the hyperparameter search."),
 ) -> None:
-    """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk'."""
+    """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk.<data set>'."""
     from features.churn_snapshot import write_churn_snapshot
     from features.load import load_dataset
-    from training.churn import MODEL_NAME, log_churn_training, train_churn
+    from training.products import product
 
+    churn = product("churn_risk")
     ds = load_dataset(dataset)
-    training = train_churn(
+    training = churn.train(
         ds,
         horizon_days=_horizon(horizon_days),
         n_cutoffs=cutoffs,
@@ -89,9 +91,9 @@ def train_churn_cmd(
         f"calibration: {result.calibration_report['chosen']}; top factors: "
         + ", ".join(result.importance["feature"].head(8))
     )
-    version, decision = log_churn_training(training, ds, promote=promote)
+    version, decision = churn.register(training, promote=promote)
     snapshot = write_churn_snapshot(cs, spec_fingerprint=ds.spec.fingerprint())
-    _out.print(f"registered {MODEL_NAME} v{version}; serving snapshot {snapshot}")
+    _out.print(f"registered {churn.registered_name(ds.name)} v{version}; serving snapshot {snapshot}")
     if decision is not None:
         _out.print(decision.summary())
 
@@ -122,9 +124,10 @@ def score_churn_cmd(
         None, "--as-of", help="Score as of this date (YYYY-MM-DD); default end of data."
     ),
 ) -> None:
-    """Score every customer active at the last cutoff: probability within H days, tier, reasons, revenue at risk."""
+    """Score every customer active at the last cutoff: probability within H days, band, reasons, value at risk."""
     from features.load import load_dataset
-    from training.churn import score_churn
+    from training.churn import TIERS, score_churn
+    from training.products import load_model
 
     if out is None and to_sql is None:
         raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
@@ -133,20 +136,34 @@ def score_churn_cmd(
     if out is not None:
         check_out_file(out, (".parquet", ".csv"))
     ds = load_dataset(dataset)
-    scores = score_churn(ds, version=version, as_of=as_of, horizon_days=_horizon(horizon_days))
+    loaded = load_model("churn_risk", ds.name, version=version)
+    scores = score_churn(
+        ds,
+        loaded.model,
+        version=loaded.version,
+        trained_horizon=int(loaded.params.get("horizon_days") or 0) or None,
+        as_of=as_of,
+        horizon_days=_horizon(horizon_days),
+    )
     # The file is staged first and moved into place only after the upsert committed: both or neither.
     with staged({} if out is None else {out: scores}):
         if to_sql is not None:
             from training.scores_sql import write_score_frame
 
-            n = write_score_frame(scores, kind="churn", url=to_sql, table=table)  # type: ignore[arg-type]
+            n = write_score_frame(
+                scores,
+                kind="churn",
+                url=to_sql,
+                table=table,
+                on_migrate=_out.print,  # type: ignore[arg-type]
+            )
             _out.print(f"upserted {n} rows into {table} (one transaction)")
-    tiers = scores["risk_tier"].value_counts().reindex(["high", "medium", "low"]).fillna(0).astype(int)
-    cutoff = scores["feature_cutoff"].iloc[0] if len(scores) else None
+    bands = scores[sc.BAND].value_counts().reindex(list(TIERS)).fillna(0).astype(int)
+    cutoff = scores[sc.AS_OF].iloc[0] if len(scores) else None
     _out.print(
-        f"scored {len(scores):,} customers of {ds.name} with {scores['model_name'].iloc[0]} "
-        f"v{scores['model_version'].iloc[0]} (features as of {'' if pd.isna(cutoff) else f'{cutoff:%Y-%m-%d}'}); "
-        f"tiers { {k: int(v) for k, v in tiers.items()} }; revenue at risk {scores['revenue_at_risk'].sum():,.0f}"
+        f"scored {len(scores):,} customers of {ds.name} with {loaded.name} v{loaded.version} (features as of "
+        f"{'' if pd.isna(cutoff) else f'{cutoff:%Y-%m-%d}'}); bands { {k: int(v) for k, v in bands.items()} }; "
+        f"expected revenue lost {scores[sc.EXPECTED_VALUE].sum():,.0f}"
     )
     if out is not None:
         _out.print(f"wrote {out}")

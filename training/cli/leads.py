@@ -13,6 +13,7 @@ from rich.table import Table
 from features.audit import audit_table_rich
 from features.errors import SalesmlError
 from features.load import load_dataset
+from training import score_columns as sc
 from training.outputs import check_out_file, staged
 
 __all__ = ["score_app", "score_leads_command", "train_app", "train_leads_command"]
@@ -46,18 +47,19 @@ def train_leads_command(
     timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds budget for the search."),
     seed: int = typer.Option(42, "--seed", help="Random seed (search, stratified split)."),
 ) -> None:
-    """Train lead / deal scoring: leakage audit, calibrated LightGBM, grades A-D; register as lead_score."""
+    """Train lead / deal scoring: leakage audit, calibrated LightGBM, grades A-D; register as lead_score.<data set>."""
     from training.classifier import decision_report
-    from training.leads import log_lead_training, train_leads
+    from training.products import product
 
+    leads = product("lead_score")
     ds = load_dataset(dataset)
-    training = train_leads(ds, n_trials=trials, timeout_s=timeout, random_state=seed)
+    training = leads.train(ds, n_trials=trials, timeout_s=timeout, random_state=seed)
     _out.print(audit_table_rich(training.audit, title=f"leakage audit: {ds.name}"))
     _out.print(_metrics_table(training.metrics))
     _out.print(training.result.bands_test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     _out.print("\n".join(decision_report(training.result).splitlines()[2:5]), highlight=False)
-    version, decision = log_lead_training(training, promote=promote)
-    _out.print(f"registered lead_score v{version} (dataset {ds.name})")
+    version, decision = leads.register(training, promote=promote)
+    _out.print(f"registered {leads.registered_name(ds.name)} v{version}")
     if decision is not None:
         _out.print(decision.summary())
 
@@ -103,10 +105,14 @@ def score_leads_command(
         "--input",
         help="Score these raw leads (.json list or .csv, canonical names) instead of the open ones.",
     ),
-    alias: str = typer.Option("champion", "--alias", help="Registry alias of the lead_score version to use."),
+    alias: str = typer.Option("champion", "--alias", help="Registry alias of the version to use."),
+    version: str | None = typer.Option(
+        None, "--version", help="Registered version to use (default: the one carrying --alias)."
+    ),
 ) -> None:
-    """Score open leads (crm: open deals) with the champion: probability, grade, top 3 factors, expected value."""
-    from training.leads import score_lead_records, score_leads
+    """Score open leads (crm: open deals) with the champion: probability, band, top 3 reasons, expected value."""
+    from training.leads import GRADES, score_leads
+    from training.products import load_model, product
 
     if out is None and to_sql is None:
         raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
@@ -115,24 +121,42 @@ def score_leads_command(
     if out is not None:
         check_out_file(out, (".parquet",))
     ds = load_dataset(dataset)
-    if input_file is not None:
+    records = _read_records(input_file) if input_file is not None else None
+    if records is not None:  # bad input is named before the model is loaded
+        from features.inputs import lead_record_errors
+        from features.spec import Role
+
+        problems = lead_record_errors(records, ds.spec.table_of(Role.leads)[1])  # type: ignore[index]
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SalesmlError(
+                f"--input {input_file}: {next(iter(problems.values()))}{more}; nothing was scored"
+            )
+    loaded = load_model("lead_score", ds.name, alias=alias, version=version)
+    if records is not None:
         scores, what = (
-            score_lead_records(_read_records(input_file), ds, alias=alias),
+            product("lead_score").score_rows(loaded, records, dataset=ds),
             f"leads from {input_file}",
         )
     else:
-        scores, what = score_leads(ds, alias=alias)
+        scores, what = score_leads(ds, loaded.model, version=loaded.version)
     # The file is staged first and moved into place only after the upsert committed: both or neither.
     with staged({} if out is None else {out: scores}):
         if to_sql is not None:
             from training.scores_sql import write_score_frame
 
-            n = write_score_frame(scores, kind="leads", url=to_sql, table=table)  # type: ignore[arg-type]
+            n = write_score_frame(
+                scores,
+                kind="leads",
+                url=to_sql,
+                table=table,
+                on_migrate=_out.print,  # type: ignore[arg-type]
+            )
             _out.print(f"upserted {n} rows into {table} (one transaction)")
-    grades = scores["grade"].value_counts().reindex(["A", "B", "C", "D"]).fillna(0).astype(int).to_dict()
+    bands = scores[sc.BAND].value_counts().reindex(list(GRADES)).fillna(0).astype(int).to_dict()
     _out.print(
-        f"scored {len(scores)} {what} with {scores['model_name'].iloc[0]} v{scores['model_version'].iloc[0]}; "
-        f"grades {grades}" + (f"; wrote {out}" if out is not None else "")
+        f"scored {len(scores)} {what} with {loaded.name} v{loaded.version}; bands {bands}"
+        + (f"; wrote {out}" if out is not None else "")
     )
-    if "expected_value" in scores.columns:
-        _out.print(f"expected value total {scores['expected_value'].sum():,.0f}")
+    if scores[sc.VALUE].notna().any():
+        _out.print(f"expected value total {scores[sc.EXPECTED_VALUE].sum():,.0f}")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import SalesmlError
+from training.registry import GATES
 
 __all__ = ["models_app"]
 
@@ -18,19 +19,25 @@ models_app = typer.Typer(
 )
 console = Console(width=None if __import__("sys").stdout.isatty() else 160)
 
-REGISTERED_NAMES = ("sales_forecast", "churn_risk", "lead_score")
+PRODUCTS = tuple(GATES)
 
 
 def _registered_name(value: str) -> str:
-    if value not in REGISTERED_NAMES:
-        raise typer.BadParameter(f"expected one of {', '.join(REGISTERED_NAMES)}, got {value!r}")
+    product, _, dataset = value.partition(".")
+    if product not in PRODUCTS or (not dataset and "." in value):
+        raise typer.BadParameter(
+            f"expected <product>.<data set> with product one of {', '.join(PRODUCTS)} (e.g. churn_risk.cdnow; "
+            f"`salesml models list` shows them), got {value!r}"
+        )
     return value
 
 
 NameArg = Annotated[
     str,
     typer.Argument(
-        help="Registered model name: sales_forecast, churn_risk or lead_score.", callback=_registered_name
+        help="Registered model name, <product>.<data set>: e.g. sales_forecast.walmart, churn_risk.cdnow, "
+        "lead_score.bank-marketing (a bare product name: a store from before per-data-set models).",
+        callback=_registered_name,
     ),
 ]
 
@@ -214,3 +221,13 @@ def card(
     except Exception as err:
         raise SalesmlError(f"no card for {name} v{version}: {err}") from None
     typer.echo(text)
+
+
+@models_app.command("migrate")
+def migrate() -> None:
+    """Copy a store from before per-data-set models (one churn_risk for every data set) to <product>.<data set>."""
+    from training.registry_migrate import migrate_legacy
+
+    _client()
+    for line in migrate_legacy():
+        console.print(line, highlight=False)

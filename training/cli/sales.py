@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
 import pandas as pd
@@ -121,20 +122,29 @@ def train_sales_cmd(
     ] = False,
     fast: _Fast = False,
 ) -> None:
-    """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast'."""
+    """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast.<data set>'."""
     resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
+    from features.load import load_dataset
     from training.forecast.report import summary_table
-    from training.forecast.train import MODEL_NAME, train_sales
+    from training.products import product
 
-    res = train_sales(dataset, promote=promote, config=_config(fast), progress=_progress)
-    _out.print(_table(summary_table(res.backtest, res.series.levels), _summary_title(res.backtest)))
+    sales = product("sales_forecast")
+    ds = load_dataset(dataset)
+    training = sales.train(ds, config=_config(fast), progress=_progress)
     _out.print(
-        f"run {res.run_id}: registered {MODEL_NAME} v{res.version} (model {res.backtest.chosen}, "
-        f"data to {res.series.end.date()}, eval_key {res.eval_key}) in {res.seconds:.0f} s"
+        _table(summary_table(training.backtest, training.series.levels), _summary_title(training.backtest))
     )
-    _out.print(f"wape_total {res.metrics['wape_total']:.4f}  wape_bottom {res.metrics['wape_bottom']:.4f}")
-    if res.decision is not None:
-        _out.print(res.decision.summary())
+    version, decision = sales.register(training, promote=promote)
+    seconds = time.perf_counter() - training.started
+    _out.print(
+        f"registered {sales.registered_name(ds.name)} v{version} (model {training.backtest.chosen}, "
+        f"data to {training.series.end.date()}, eval_key {training.eval_key}) in {seconds:.0f} s"
+    )
+    _out.print(
+        f"wape_total {training.metrics['wape_total']:.4f}  wape_bottom {training.metrics['wape_bottom']:.4f}"
+    )
+    if decision is not None:
+        _out.print(decision.summary())
 
 
 @app.command("plan")
@@ -154,20 +164,21 @@ def plan(
     ] = 0,
 ) -> None:
     """Break a quarter target down to the node's children; show each child's chance of reaching its share."""
-    from training.forecast.model_store import load_for_dataset
     from training.forecast.serve_api import plan_target
+    from training.products import load_model
 
     amount = parse_target(target)
     if quarter not in ("current", "next"):
         raise SalesmlError(f"--quarter must be 'current' or 'next', got {quarter!r}")
     spec, _ = load_spec(dataset)  # versions are tagged with the spec's name, also when given as a path
-    art, version = load_for_dataset(spec.name, given_as=dataset)
+    loaded = load_model("sales_forecast", spec.name, newest_without_alias=True)
+    art, version = loaded.model, loaded.version
     frame = plan_target(art, node, amount, quarter, hierarchy=hierarchy)  # type: ignore[arg-type]
     period = art.quarters.loc[art.quarters["quarter"] == quarter, "period"].iloc[0]
     _out.print(
         _table(
             frame,
-            f"{dataset} {period} target {amount:,.0f} for {node} (sales_forecast v{version}, data to "
+            f"{dataset} {period} target {amount:,.0f} for {node} ({loaded.name} v{version}, data to "
             f"{art.meta['cutoff']})",
         )
     )

@@ -30,9 +30,28 @@ def serve(
     threads: Annotated[
         int, typer.Option(min=1, help="Requests each worker handles at once (threads for the endpoints).")
     ] = 1,
+    sales: Annotated[
+        str | None,
+        typer.Option("--sales", help="Data set whose sales_forecast champion to serve (default: walmart)."),
+    ] = None,
+    churn: Annotated[
+        str | None,
+        typer.Option("--churn", help="Data set whose churn_risk champion to serve (default: cdnow)."),
+    ] = None,
+    leads: Annotated[
+        str | None,
+        typer.Option(
+            "--leads", help="Data set whose lead_score champion to serve (default: bank-marketing)."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the champions of sales_forecast, churn_risk and lead_score over HTTP (OpenAPI at /docs.json)."""
+    """Serve the champions of sales_forecast, churn_risk and lead_score over HTTP (OpenAPI at /docs.json).
+
+    Each product serves the champion of one data set (a name or a spec path): --sales / --churn / --leads, or
+    SALESML_SERVE_SALES / _CHURN / _LEADS; the defaults are the data sets `make demo` trains.
+    """
     settings = get_settings()
+    chosen = {"SALESML_SERVE_SALES": sales, "SALESML_SERVE_CHURN": churn, "SALESML_SERVE_LEADS": leads}
     env = {
         **os.environ,
         # Keep BentoML's own state out of the project folder (STACK-NOTES: builds inside it break).
@@ -44,6 +63,8 @@ def serve(
         # BentoML 1.4 has no command-line option for these; serving/service.py reads them into its decorator.
         "SALESML_SERVE_WORKERS": str(workers),
         "SALESML_SERVE_THREADS": str(threads),
+        # a spec path is made absolute: the server runs from the project folder
+        **{k: str(Path(v).resolve()) if Path(v).is_file() else v for k, v in chosen.items() if v},
     }
     bentoml = Path(sys.executable).parent / "bentoml"
     cmd = [str(bentoml), "serve", "serving.service:SalesML", "--host", host, "--port", str(port)]

@@ -1,4 +1,5 @@
-"""``salesml train sales``: backtest, refit, log one MLflow run, register ``sales_forecast``, optionally promote."""
+"""``salesml train sales``: backtest, refit, log one MLflow run, register ``sales_forecast.<data set>``, optionally
+promote."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.load import load_dataset
+from features.load import Dataset, load_dataset
 from features.series import HierarchicalSeries, build_series
 from training import registry
 from training.cards import log_card
@@ -22,11 +23,21 @@ from training.forecast.pyfunc import ARTIFACT_KEY, SalesForecastModel
 from training.forecast.quarters import forecast_quarters
 from training.forecast.report import level_metrics, plot_error_by_level, plot_fan_charts, write_backtest
 
-__all__ = ["EXPERIMENT", "GATE", "MODEL_NAME", "TrainResult", "backtest_dataset", "train_sales"]
+__all__ = [
+    "EXPERIMENT",
+    "GATE",
+    "PRODUCT",
+    "SalesTraining",
+    "TrainResult",
+    "backtest_dataset",
+    "log_sales_training",
+    "train_forecast",
+    "train_sales",
+]
 
-MODEL_NAME = "sales_forecast"
+PRODUCT = "sales_forecast"  # registered per data set as sales_forecast.<data set>
 EXPERIMENT = "sales_forecast"
-GATE = registry.GATES[MODEL_NAME]  # the one gate definition lives in training/registry.py
+GATE = registry.GATES[PRODUCT]  # the one gate definition lives in training/registry.py
 
 
 @dataclass
@@ -51,6 +62,44 @@ def backtest_dataset(
     return series, run_backtest(series, config, progress=progress)
 
 
+@dataclass
+class SalesTraining:
+    """A backtested and refitted forecast, not logged yet (:func:`log_sales_training` logs it)."""
+
+    dataset: Dataset
+    config: ForecastConfig
+    series: HierarchicalSeries
+    backtest: BacktestResult
+    artifacts: ForecastArtifacts
+    metrics: dict[str, float]
+    eval_key: str
+    started: float
+
+
+def train_forecast(
+    dataset: Dataset, *, config: ForecastConfig | None = None, progress: Callable[[str], None] | None = None
+) -> SalesTraining:
+    """Backtest every model, choose on the calibration cutoffs and refit the choice on all data."""
+    started = time.perf_counter()
+    config = config or ForecastConfig()
+    series = build_series(dataset)
+    result = run_backtest(series, config, progress=progress)
+    if progress:
+        progress(f"refitting {result.chosen} on all data up to {series.end.date()}")
+    fingerprint = dataset.spec.fingerprint()
+    art = forecast_quarters(
+        series, result, config, meta={"dataset": dataset.name, "spec_fingerprint": fingerprint}
+    )
+    key = registry.eval_key(
+        fingerprint,
+        str(series.end.date()),
+        *[str(c.date()) for c in result.cutoffs.evaluation],
+        result.cutoffs.window,
+    )
+    metrics = level_metrics(result, series.bottom_level)
+    return SalesTraining(dataset, config, series, result, art, metrics, key, started)
+
+
 def train_sales(
     dataset: str,
     *,
@@ -58,29 +107,28 @@ def train_sales(
     config: ForecastConfig | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """One MLflow run: backtest, refit on all data, log everything, register and tag the version."""
+    """:func:`train_forecast` and :func:`log_sales_training` in one: ``salesml train sales``."""
+    training = train_forecast(load_dataset(dataset), config=config, progress=progress)
+    return log_sales_training(training, promote=promote)
+
+
+def log_sales_training(training: SalesTraining, *, promote: bool = False) -> TrainResult:
+    """One MLflow run: log everything, register ``sales_forecast.<data set>``, tag the version, log its card and
+    (with ``promote``) apply the gate."""
     import mlflow
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    started = time.perf_counter()
-    config = config or ForecastConfig()
-    ds = load_dataset(dataset)
-    series = build_series(ds)
-    result = run_backtest(series, config, progress=progress)
-    if progress:
-        progress(f"refitting {result.chosen} on all data up to {series.end.date()}")
+    ds, config, series, result, art = (
+        training.dataset,
+        training.config,
+        training.series,
+        training.backtest,
+        training.artifacts,
+    )
+    metrics, key, started = training.metrics, training.eval_key, training.started
     fingerprint = ds.spec.fingerprint()
-    art = forecast_quarters(
-        series, result, config, meta={"dataset": ds.name, "spec_fingerprint": fingerprint}
-    )
-    metrics = level_metrics(result, series.bottom_level)
-    key = registry.eval_key(
-        fingerprint,
-        str(series.end.date()),
-        *[str(c.date()) for c in result.cutoffs.evaluation],
-        result.cutoffs.window,
-    )
+    name = registry.model_name(PRODUCT, ds.name)
     registry.configure(EXPERIMENT)
     with mlflow.start_run(run_name=f"sales-{ds.name}") as run, tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -140,13 +188,13 @@ def train_sales(
             artifacts={ARTIFACT_KEY: str(art_dir)},
             signature=signature,
             input_example=example,
-            registered_model_name=MODEL_NAME,
+            registered_model_name=name,
             pip_requirements=["mlflow==3.17.2", "pandas==2.3.3", "pyarrow", "numpy"],
         )
         version = str(info.registered_model_version)
         mlflow.log_metric("train_seconds", time.perf_counter() - started)
     registry.tag_version(
-        MODEL_NAME,
+        name,
         version,
         key,
         {k: v for k, v in metrics.items() if k in GATE or k.startswith("ratio_")},
@@ -155,8 +203,8 @@ def train_sales(
         data_cutoff=str(series.end.date()),
         run_id=run.info.run_id,
     )
-    log_card(MODEL_NAME, version)
-    decision = registry.promote_if_better(MODEL_NAME, version, directions=GATE) if promote else None
+    log_card(name, version)
+    decision = registry.promote_if_better(name, version, directions=GATE) if promote else None
     return TrainResult(
         run_id=run.info.run_id,
         version=version,
