@@ -384,6 +384,8 @@ def rollback(name: str, *, by: str | None = None, reason: str | None = None) -> 
     return GateDecision(name, target, True, why, current)
 
 
+# Tagged on a pre-migration model once :mod:`training.registry_migrate` has copied it.
+MIGRATED_TAG = "salesml.migrated_to_per_dataset"
 # The ``salesml train`` command of each product, for the hints in errors.
 TRAIN_COMMANDS = {"sales_forecast": "sales", "churn_risk": "churn", "lead_score": "leads"}
 
@@ -401,9 +403,6 @@ def legacy_versions(product: str, dataset: str) -> list[str]:
     except MlflowException:
         return []
     return sorted((str(v.version) for v in versions if v.tags.get("dataset") == dataset), key=int)
-
-
-MIGRATED_TAG = "salesml.migrated_to_per_dataset"
 
 
 def resolve_version(
