@@ -26,10 +26,11 @@ lock:
 demo: venv
 	bash scripts/demo.sh
 
-# Both lanes use both cores (pytest-xdist); a file's tests stay on one worker (module fixtures are built once)
-# and the trained model store is trained once per run (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+# Both lanes use both cores (pytest-xdist); a file's tests stay on one worker (module fixtures are built once),
+# the longest files start first in the order tests/conftest.py gives them (--no-loadscope-reorder keeps it), and
+# the trained model store is trained once per run (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # Everything: unit, data, model, service (the README's test command).
 test: venv

@@ -12,6 +12,9 @@ pytest-xdist runs with ``--dist loadfile``: a file's tests stay on one worker, s
 (``--dist loadgroup`` with ``xdist_group`` marks would be the finer tool, but pytest-xdist 3.8 sets the group
 through ``item._nodeid``, which pytest 9.2 no longer reads: the groups are silently ignored.) The trained model
 store (:func:`trained_home`) is used from several files; a lock makes it trained once per run, not per worker.
+The longest files start first (:data:`LONGEST_FIRST`; ``make test`` passes ``--no-loadscope-reorder`` so xdist
+keeps that order instead of sorting files by their number of tests), so no worker is left alone with a long file
+at the end of the run.
 """
 
 from __future__ import annotations
@@ -185,8 +188,36 @@ def _runs_the_cli(item: pytest.Item) -> bool:
     return any(_calls_run_cli(f, seen) for f in funcs if f is not None)
 
 
+# The files that take longest, longest first, from the summed --durations of `make test` (2026-12-02, 2 cores).
+# The first two are the first each worker runs; they are the ones that do not both wait for the trained store.
+# A file not listed runs after these, in collection order; nothing is skipped.
+LONGEST_FIRST = (
+    "model/test_forecast_monthly.py",  # one full training on two hierarchies
+    "service/test_service.py",  # trains the shared store, starts the service, schemathesis
+    "model/test_notebooks.py",
+    "unit/test_governance.py",
+    "model/test_churn.py",
+    "unit/test_forecast.py",
+    "model/test_leads_model.py",
+    "service/test_team_mode.py",
+    "model/test_forecast_crm.py",
+    "data/test_scores_cli.py",
+    "unit/test_reproducibility.py",
+    "data/test_public_datasets.py",
+)
+
+
+def _start_rank(item: pytest.Item) -> int:
+    rel = Path(item.path).relative_to(REPO / "tests").as_posix()
+    return LONGEST_FIRST.index(rel) if rel in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tests = REPO / "tests"
+    gone = [f for f in LONGEST_FIRST if not (tests / f).is_file()]
+    if gone:
+        raise pytest.UsageError(f"tests/conftest.py LONGEST_FIRST names files that do not exist: {gone}")
+    items.sort(key=_start_rank)  # stable: a file's tests keep their order
     for item in items:
         path = Path(item.path)
         if path.is_relative_to(tests / "service"):
