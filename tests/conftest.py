@@ -100,6 +100,28 @@ def run_cli(
     )
 
 
+@pytest.fixture
+def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Any:
+    """``salesml(*args, env=None)``: run the command in this process through the console script's own entry
+    point (``training.cli.main``: the same parsing, error handling and exit codes), for the bad-input cases that
+    fail before any work; :func:`run_cli` starts a new interpreter (about 1.5 s of imports per call) and is for
+    the end-to-end runs. Returns what :func:`run_cli` returns; ``env`` stays set for the rest of the test."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        from training.cli import main
+
+        for key, value in {**(env or {}), "COLUMNS": "200"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(sys, "argv", ["salesml", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            main()
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["salesml", *args], int(done.value.code or 0), out.out, out.err)
+
+    return run
+
+
 def copy_dataset(src: Path, dst_root: Path) -> Path:
     """Copy one public data set folder into a writable data root (files keep their names)."""
     target = dst_root / src.name

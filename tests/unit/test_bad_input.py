@@ -1,13 +1,13 @@
 """Bad input gets a clear error and exit 2, never a traceback, and nothing half-written (found by probing the CLI).
 
-The command-line cases run ``salesml``'s entry point in this process (``training.cli.main``), which is what the
-console script calls, so each costs milliseconds rather than a new interpreter.
+The command-line cases run ``salesml``'s entry point in this process (the ``salesml`` fixture of tests/conftest.py:
+``training.cli.main``, which is what the console script calls), so each costs milliseconds rather than a new
+interpreter.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +25,6 @@ from training.classifier import ClassifierData, TrainConfig, train_classifier
 from training.outputs import check_out_file, check_out_folder, staged
 
 
-def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
-    """Run ``salesml ARGS`` in process: the exit code and what it printed to stderr."""
-    from training.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["salesml", *args])
-    with pytest.raises(SystemExit) as done:
-        main()
-    return int(done.value.code or 0), capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -47,20 +37,20 @@ def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *arg
         (["serve", "--port", "99999"], "'--port'"),
     ],
 )
-def test_usage_errors_exit_2_with_the_option_named(monkeypatch, capsys, args, needle) -> None:
-    code, err = salesml(monkeypatch, capsys, *args)
-    assert code == 2, err
-    assert needle in err
-    assert "Traceback" not in err
+def test_usage_errors_exit_2_with_the_option_named(salesml, args, needle) -> None:
+    result = salesml(*args)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_models_show_reads_the_store_of_salesml_home(
-    monkeypatch, capsys, fresh_home, tmp_path_factory
+    salesml, monkeypatch, fresh_home, tmp_path_factory
 ) -> None:
     elsewhere = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(elsewhere)
-    code, err = salesml(monkeypatch, capsys, "models", "show", "churn_risk")
-    assert code == 2 and "has no champion" in err
+    result = salesml("models", "show", "churn_risk")
+    assert result.returncode == 2 and "has no champion" in result.stderr
     assert not (elsewhere / "mlflow.db").exists()  # it used to open (and create) ./mlflow.db
     assert list(fresh_home.rglob("mlflow.db"))  # the store under SALESML_HOME
 

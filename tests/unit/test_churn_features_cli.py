@@ -1,4 +1,5 @@
-"""Bad input to ``salesml train churn`` / ``score churn``: a clear message and exit 2 (before any training)."""
+"""Bad input to ``salesml train churn`` / ``score churn``: a clear message and exit 2 (before any training); the
+command runs in process (the ``salesml`` fixture)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import yaml
 
 from features.churn_snapshot import lookup_churn_features, write_churn_snapshot
 from features.load import load_dataset
-from tests.conftest import run_cli
 
 
 def _orders(folder: Path, *, start: str = "2023-01-01", days: int = 500) -> Path:
@@ -49,28 +49,28 @@ def _fails(result, *needles: str) -> None:  # noqa: ANN001
     assert "Traceback" not in text
 
 
-def test_spec_without_customer_id_is_refused(tmp_path: Path) -> None:
+def test_spec_without_customer_id_is_refused(salesml, tmp_path: Path) -> None:
     spec = _spec(tmp_path, _tx_table(_orders(tmp_path), {"time": "day", "amount": "value"}))
-    _fails(run_cli("train", "churn", "--dataset", str(spec)), "customer_id", "does not map", "churn_label")
+    _fails(salesml("train", "churn", "--dataset", str(spec)), "customer_id", "does not map", "churn_label")
 
 
-def test_non_positive_horizon_is_refused_in_the_spec_and_as_an_option(tmp_path: Path) -> None:
+def test_non_positive_horizon_is_refused_in_the_spec_and_as_an_option(salesml, tmp_path: Path) -> None:
     table = _tx_table(_orders(tmp_path), {"customer_id": "cust", "time": "day", "amount": "value"})
     bad = _spec(tmp_path, table, churn_horizon_days=0)
-    _fails(run_cli("train", "churn", "--dataset", str(bad)), "churn_horizon_days", "positive number of days")
+    _fails(salesml("train", "churn", "--dataset", str(bad)), "churn_horizon_days", "positive number of days")
     good = _spec(tmp_path, table, churn_horizon_days=30)
     _fails(
-        run_cli("train", "churn", "--dataset", str(good), "--horizon-days", "-7"),
+        salesml("train", "churn", "--dataset", str(good), "--horizon-days", "-7"),
         "--horizon-days",
         "positive",
     )
 
 
-def test_no_active_customer_at_the_last_cutoff_is_refused(tmp_path: Path) -> None:
+def test_no_active_customer_at_the_last_cutoff_is_refused(salesml, tmp_path: Path) -> None:
     table = _tx_table(_orders(tmp_path), {"customer_id": "cust", "time": "day", "amount": "value"})
     spec = _spec(tmp_path, table, churn_horizon_days=30)
     _fails(
-        run_cli("train", "churn", "--dataset", str(spec), "--as-of", "2026-06-30"),
+        salesml("train", "churn", "--dataset", str(spec), "--as-of", "2026-06-30"),
         "no active customer at the last cutoff 2026-06-30",
     )
 
@@ -82,7 +82,9 @@ def test_no_active_customer_at_the_last_cutoff_is_refused(tmp_path: Path) -> Non
         (["No", "No", "No"], ("churn_label", "only the class(es) [0]", "both churned (1) and stayed (0)")),
     ],
 )
-def test_label_column_must_hold_the_two_classes(tmp_path: Path, values: list[str], needles: tuple) -> None:
+def test_label_column_must_hold_the_two_classes(
+    salesml, tmp_path: Path, values: list[str], needles: tuple
+) -> None:
     path = tmp_path / "customers.csv"
     pd.DataFrame(
         {"id": [f"A{i}" for i in range(30)], "plan": ["x", "y", "z"] * 10, "Churn": values * 10}
@@ -95,7 +97,7 @@ def test_label_column_must_hold_the_two_classes(tmp_path: Path, values: list[str
             "label_values": {"positive": ["Yes"], "negative": ["No"]},
         }
     }
-    _fails(run_cli("train", "churn", "--dataset", str(_spec(tmp_path, table))), *needles)
+    _fails(salesml("train", "churn", "--dataset", str(_spec(tmp_path, table))), *needles)
 
 
 def test_snapshot_round_trip_and_lookup_by_id(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Bad input to the forecast commands: a clear message and exit code 2 (no model is fitted)."""
+"""Bad input to the forecast commands: a clear message and exit code 2 (no model is fitted), run in process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from features.errors import SalesmlError
-from tests.conftest import REPO, requires_shared, run_cli
+from tests.conftest import REPO, requires_shared
 from training.cli.sales import parse_target
 
 
@@ -27,44 +27,44 @@ def _check_exit_2(result, *words: str) -> None:
         assert word.lower() in message, message
 
 
-def test_unknown_dataset(tmp_path: Path) -> None:
+def test_unknown_dataset(salesml, tmp_path: Path) -> None:
     _check_exit_2(
-        run_cli("backtest", "sales", "--dataset", "nosuchdata", "--out", str(tmp_path)), "unknown dataset"
+        salesml("backtest", "sales", "--dataset", "nosuchdata", "--out", str(tmp_path)), "unknown dataset"
     )
-    _check_exit_2(run_cli("train", "sales", "--dataset", "nosuchdata"), "unknown dataset")
-    _check_exit_2(run_cli("plan", "--dataset", "nosuchdata", "--target", "100"), "unknown dataset")
+    _check_exit_2(salesml("train", "sales", "--dataset", "nosuchdata"), "unknown dataset")
+    _check_exit_2(salesml("plan", "--dataset", "nosuchdata", "--target", "100"), "unknown dataset")
 
 
-def test_spec_without_time_or_amount_role(tmp_path: Path, small_synthetic_spec: Path) -> None:
+def test_spec_without_time_or_amount_role(salesml, tmp_path: Path, small_synthetic_spec: Path) -> None:
     def drop_time(spec: dict) -> None:
         del spec["tables"]["orders"]["columns"]["time"]
 
     path = _edited(tmp_path, small_synthetic_spec, drop_time)
-    _check_exit_2(run_cli("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "time")
+    _check_exit_2(salesml("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "time")
 
     def drop_amount(spec: dict) -> None:
         del spec["tables"]["orders"]["columns"]["amount"]
 
     path = _edited(tmp_path, small_synthetic_spec, drop_amount)
-    _check_exit_2(run_cli("train", "sales", "--dataset", str(path)), "amount")
+    _check_exit_2(salesml("train", "sales", "--dataset", str(path)), "amount")
 
 
-def test_frequency_that_does_not_parse(tmp_path: Path, small_synthetic_spec: Path) -> None:
+def test_frequency_that_does_not_parse(salesml, tmp_path: Path, small_synthetic_spec: Path) -> None:
     path = _edited(
         tmp_path, small_synthetic_spec, lambda s: s["forecast"].update(frequency="every-other-week")
     )
     _check_exit_2(
-        run_cli("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "frequency"
+        salesml("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "frequency"
     )
 
 
 @requires_shared()
-def test_hierarchy_level_missing_from_data(tmp_path: Path) -> None:
+def test_hierarchy_level_missing_from_data(salesml, tmp_path: Path) -> None:
     path = _edited(
         tmp_path, REPO / "features" / "specs" / "crm.yaml", lambda s: s["hierarchies"].append(["outcome"])
     )
     _check_exit_2(
-        run_cli("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "outcome"
+        salesml("backtest", "sales", "--dataset", str(path), "--out", str(tmp_path / "o")), "outcome"
     )
 
 
@@ -74,11 +74,11 @@ def test_target_must_be_positive(target: str) -> None:
         parse_target(target)
 
 
-def test_plan_bad_target_exits_2() -> None:
+def test_plan_bad_target_exits_2(salesml) -> None:
     _check_exit_2(
-        run_cli("plan", "--dataset", "crm", "--target", "-1000", "--node", "total"), "positive number"
+        salesml("plan", "--dataset", "crm", "--target", "-1000", "--node", "total"), "positive number"
     )
-    _check_exit_2(run_cli("plan", "--dataset", "crm", "--target", "lots"), "positive number")
+    _check_exit_2(salesml("plan", "--dataset", "crm", "--target", "lots"), "positive number")
 
 
 def test_parse_target_accepts_separators() -> None:
