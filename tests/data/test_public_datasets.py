@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.load import DataValidationError, load_dataset
-from tests.conftest import copy_dataset, run_cli
+from tests.conftest import copy_dataset
 
 EXPECTED_ROWS = {
     "walmart": {"sales": 421_570, "stores": 45, "drivers": 8_190},
@@ -38,9 +38,11 @@ def test_online_retail_net_sales_are_quantity_times_price(shared_data: Path, nam
 
 
 @pytest.mark.parametrize("name", [*sorted(EXPECTED_ROWS), "synthetic-small"])
-def test_data_check_exits_0_with_a_summary(shared_data: Path, small_synthetic_spec: Path, name: str) -> None:
+def test_data_check_exits_0_with_a_summary(
+    salesml, shared_data: Path, small_synthetic_spec: Path, name: str
+) -> None:
     arg = str(small_synthetic_spec) if name == "synthetic-small" else name
-    result = run_cli("data", "check", arg)
+    result = salesml("data", "check", arg)
     assert result.returncode == 0, result.stderr
     assert "rows" in result.stdout and "table" in result.stdout
     if name == "walmart":
@@ -125,7 +127,7 @@ BREAKAGES = {
 
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
 def test_broken_copy_exits_2_names_table_and_column_and_leaves_files_alone(
-    shared_data: Path, tmp_path: Path, case: str
+    salesml, shared_data: Path, tmp_path: Path, case: str
 ) -> None:
     folder, file, mutate, expected = BREAKAGES[case]
     root = tmp_path / "data"
@@ -133,7 +135,7 @@ def test_broken_copy_exits_2_names_table_and_column_and_leaves_files_alone(
     _break_csv(copy / file, mutate)
     before = _sha(copy)
     name = "walmart" if folder.startswith("walmart") else "crm"
-    result = run_cli("data", "check", name, env={"SALESML_DATA_DIR": str(root)})
+    result = salesml("data", "check", name, env={"SALESML_DATA_DIR": str(root)})
     assert result.returncode == 2, result.stdout + result.stderr
     message = " ".join(result.stderr.split())
     for piece in expected:
