@@ -1,4 +1,5 @@
-"""Champion / challenger governance: the gate, forced moves with reasons, rollback, history, model cards."""
+"""Champion / challenger governance: the gate, forced moves with reasons, rollback, history, model cards (the
+``salesml models`` commands run in process: the ``salesml`` fixture)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 
 from features.errors import SalesmlError
 from features.load import load_dataset
-from tests.conftest import run_cli
 from tests.unit.test_classifier import FAST, data_for, panel
 from training.classifier import log_and_register, train_classifier
 from training.metrics import classification_metrics
@@ -56,13 +56,13 @@ def registry(fresh_home: Path, small_synthetic_spec: Path, trained):
     return {"dataset": dataset, "versions": (v1, v2, v3), "home": fresh_home, "trained": trained}
 
 
-def test_gate_force_rollback_history_and_cards(registry) -> None:
+def test_gate_force_rollback_history_and_cards(salesml, registry) -> None:
     """One story, in order: a worse challenger refused, an equal one promoted, a forced move with a reason,
     a rollback, the history of all of it, and a card for every version."""
     v1, v2, v3 = registry["versions"]
     env = {"SALESML_HOME": str(registry["home"])}
 
-    refused = run_cli("models", "promote", NAME, v2, env=env)
+    refused = salesml("models", "promote", NAME, v2, env=env)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "NOT promoted: worse than champion" in " ".join(refused.stdout.split())
     assert champion_version(NAME) == v1
@@ -76,7 +76,7 @@ def test_gate_force_rollback_history_and_cards(registry) -> None:
     rec = history(NAME)[-1]
     assert (rec["action"], rec["by"], rec["previous"]) == ("promote", "alice", v1)
 
-    no_reason = run_cli("models", "promote", NAME, v2, "--force", env=env)
+    no_reason = salesml("models", "promote", NAME, v2, "--force", env=env)
     assert no_reason.returncode == 2 and "--force needs --reason" in no_reason.stderr
     forced = promote_if_better(NAME, v2, force=True, reason="hotfix for region West", by="bob")
     assert forced.promoted and champion_version(NAME) == v2
@@ -84,14 +84,14 @@ def test_gate_force_rollback_history_and_cards(registry) -> None:
     assert rec["action"] == "force" and rec["by"] == "bob" and "hotfix for region West" in rec["reason"]
     assert set(rec["deltas"]) == {"roc_auc", "brier"}  # the numbers the gate would have compared
 
-    back = run_cli("models", "rollback", NAME, "--by", "carol", env=env)
+    back = salesml("models", "rollback", NAME, "--by", "carol", env=env)
     assert back.returncode == 0, back.stderr
     assert champion_version(NAME) == v3
     assert rollback(NAME, by="carol").version == v1  # v3 had replaced v1
     with pytest.raises(SalesmlError, match="nothing to roll back to"):
         rollback(NAME)
 
-    hist = run_cli("models", "history", NAME, "--json", env=env)
+    hist = salesml("models", "history", NAME, "--json", env=env)
     assert [r["action"] for r in json.loads(hist.stdout)] == [
         "promote",
         "refuse",
@@ -101,7 +101,7 @@ def test_gate_force_rollback_history_and_cards(registry) -> None:
         "rollback",
     ]
 
-    card = run_cli("models", "card", NAME, v2, env=env)
+    card = salesml("models", "card", NAME, v2, env=env)
     assert card.returncode == 0, card.stderr
     assert f"# Model card: {NAME} v{v2}" in card.stdout
     for section in (
@@ -120,12 +120,12 @@ def test_gate_force_rollback_history_and_cards(registry) -> None:
     for v in (v1, v3):
         assert f"# Model card: {NAME} v{v}" in build_card(NAME, v)
 
-    listing = json.loads(run_cli("models", "list", "--json", env=env).stdout)
+    listing = json.loads(salesml("models", "list", "--json", env=env).stdout)
     assert {(r["name"], r["version"]) for r in listing} >= {(NAME, v) for v in registry["versions"]}
     champ = [r for r in listing if "champion" in r["aliases"]]
     assert [c["version"] for c in champ] == [v1] and champ[0]["metrics"]["roc_auc"] > 0.5
 
-    unknown = run_cli("models", "promote", NAME, "99", env=env)
+    unknown = salesml("models", "promote", NAME, "99", env=env)
     assert unknown.returncode == 2 and "has no version '99'" in unknown.stderr
 
 
@@ -139,7 +139,7 @@ def test_a_challenger_on_another_data_spec_is_refused_unless_forced(registry) ->
 
 
 def test_a_store_from_before_per_data_set_models_migrates_with_its_champion_and_history(
-    fresh_home: Path, small_synthetic_spec: Path, trained
+    salesml, fresh_home: Path, small_synthetic_spec: Path, trained
 ) -> None:
     """Versions registered under the old single name move to churn_risk.synthetic with the champion, and the
     gate history reads the same in the new numbers; the model cannot be loaded by the new name before."""
@@ -155,7 +155,7 @@ def test_a_store_from_before_per_data_set_models_migrates_with_its_champion_and_
         load_model("churn_risk", "synthetic")
     before = [(r["action"], r["version"], r["previous"]) for r in history("churn_risk")]
 
-    moved = run_cli("models", "migrate", env={"SALESML_HOME": str(fresh_home)})
+    moved = salesml("models", "migrate", env={"SALESML_HOME": str(fresh_home)})
     assert moved.returncode == 0, moved.stderr
     assert f"churn_risk v{v2} -> {NAME} v{v2}" in moved.stdout
     assert champion_version(NAME) == v1
