@@ -5,12 +5,17 @@
 * :func:`period_context`: for row-ordered leads, how busy the recent periods were and how they converted;
 * :func:`activity_counts`: activity events per type strictly before the decision time.
 
-Used by :func:`features.leads.lead_features` for training sets and for new leads alike.
+Used by :func:`features.leads.lead_features` for training sets. New leads are all decided at one moment (the end
+of the data; row-ordered data: right after its last row), so what the history says about them is fixed for a
+loaded data set: :class:`RatesAsOf`, :class:`ActivitiesAsOf` and :class:`NextPeriod` (bundled as
+:class:`KnownContext`) count it once, when a model is loaded, and a request only looks its rows up. Each gives
+exactly what the function above it gives for rows decided at that moment (tests/unit/test_lead_context_asof.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +26,10 @@ __all__ = [
     "DECISION_TIME",
     "LABEL",
     "PERIOD_WINDOWS",
+    "ActivitiesAsOf",
+    "KnownContext",
+    "NextPeriod",
+    "RatesAsOf",
     "activity_counts",
     "period_context",
     "point_in_time_rates",
@@ -88,13 +97,19 @@ def point_in_time_rates(
             matched = asof(cumulative([key]), [key])
             n = matched["_n"].fillna(0).to_numpy()
             w = matched["_w"].fillna(0).to_numpy()
-        out[f"{key}_win_rate"] = (w + prior_strength * prior) / (n + prior_strength)
+        out[f"{key}_win_rate"] = _smoothed(w, n, prior, prior_strength)
         out[f"{key}_closed_deals"] = n
     out.index = partition.index
     return out
 
 
+def _smoothed(wins: np.ndarray, deals: np.ndarray, prior: np.ndarray | float, strength: float) -> np.ndarray:
+    """A group's win rate pulled toward ``prior`` by ``strength`` pseudo-deals (one formula for both paths)."""
+    return (wins + strength * prior) / (deals + strength)
+
+
 PERIOD_WINDOWS = (1, 5, 20)
+_MISSING = "<missing>"  # a missing period key counts as a value of its own
 
 
 def period_context(
@@ -128,7 +143,7 @@ def period_context(
     starts = np.zeros(len(frame), dtype=bool)
     starts[:1] = True
     for col in cols:  # a period starts where any column's value (missing counts as a value) changes
-        codes, _ = pd.factorize(frame[col].astype("string").fillna("<missing>"))
+        codes, _ = pd.factorize(frame[col].astype("string").fillna(_MISSING))
         starts[1:] |= codes[1:] != codes[:-1]
     period = np.cumsum(starts)
     label = frame[LABEL].astype(float)
@@ -176,3 +191,155 @@ def activity_counts(
         col = counts[t] if t in counts.columns else pd.Series(dtype=float)
         out[f"n_{t}"] = partition[LEAD_ID].map(col).fillna(0).astype(float).to_numpy()
     return out
+
+
+# --- the same context for rows all decided at one moment, counted once ------------------------------------
+
+
+@dataclass(frozen=True)
+class RatesAsOf:
+    """:func:`point_in_time_rates` of rows all decided at ``at``, from per-group counts made once.
+
+    Attributes:
+        at: the decision time of every row scored (new leads: the end of the data).
+        deals, wins: deals closed strictly before ``at``, and how many were won (all groups).
+        groups: key -> (its values, closed deals per value, wins per value).
+        prior_strength: see :func:`point_in_time_rates`.
+    """
+
+    at: pd.Timestamp
+    deals: float
+    wins: float
+    groups: dict[str, tuple[pd.Index, np.ndarray, np.ndarray]]
+    prior_strength: float = 10.0
+
+    @classmethod
+    def count(
+        cls, history: pd.DataFrame, keys: Iterable[str], at: pd.Timestamp, *, prior_strength: float = 10.0
+    ) -> RatesAsOf:
+        """Count ``history`` (closed deals with ``closed_at``, ``label``, the keys) before ``at``, per key."""
+        hist = history[history[LABEL].notna() & history[CLOSED_AT].notna()]
+        hist = hist[hist[CLOSED_AT] < at]  # strictly before, as point_in_time_rates' as-of join
+        groups = {}
+        for key in keys:
+            per = hist[[key, LABEL]].dropna(subset=[key]).groupby(key, observed=True, sort=False)[LABEL]
+            sums = per.agg(["size", "sum"])
+            values = pd.Index(sums.index.to_numpy(dtype=object), dtype=object)
+            groups[key] = (values, sums["size"].to_numpy(dtype=float), sums["sum"].to_numpy(dtype=float))
+        return cls(at, float(len(hist)), float(hist[LABEL].sum()), groups, prior_strength)
+
+    def __call__(self, partition: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+        """``{key}_win_rate`` and ``{key}_closed_deals`` per key, aligned with ``partition`` (look-ups only)."""
+        prior = self.wins / max(self.deals, 1.0) if self.deals > 0 else np.nan
+        out = pd.DataFrame(index=pd.RangeIndex(len(partition)))
+        for key in keys:
+            values, deals, wins = self.groups[key]
+            pos = values.get_indexer(partition[key].to_numpy(dtype=object))
+            n = np.where(pos >= 0, deals[pos], 0.0) if len(values) else np.zeros(len(partition))
+            w = np.where(pos >= 0, wins[pos], 0.0) if len(values) else np.zeros(len(partition))
+            out[f"{key}_win_rate"] = _smoothed(w, n, prior, self.prior_strength)
+            out[f"{key}_closed_deals"] = n
+        out.index = partition.index
+        return out
+
+
+@dataclass(frozen=True)
+class ActivitiesAsOf:
+    """:func:`activity_counts` of rows all decided at ``at``: events per entity and type before it, counted once.
+
+    Attributes:
+        types: the types counted (``n_{type}`` columns), fixed by the data set.
+        counts: entity id -> events strictly before ``at``, one float column per type.
+    """
+
+    types: list[str]
+    counts: pd.DataFrame
+
+    @classmethod
+    def count(
+        cls, activities: pd.DataFrame, at: pd.Timestamp, types: Iterable[str] | None = None
+    ) -> ActivitiesAsOf:
+        """Count ``activities`` (``entity_id``, ``time``, ``type``) before ``at`` (every type present by default)."""
+        types = sorted(activities["type"].dropna().astype(str).unique()) if types is None else list(types)
+        ev = activities[activities[TIME] < at]
+        counts = pd.crosstab(ev[ENTITY_ID], ev["type"].astype(str)) if len(ev) else pd.DataFrame()
+        counts = counts.reindex(columns=types, fill_value=0).astype(float)
+        counts.index = pd.Index(counts.index.to_numpy(dtype=object), dtype=object)
+        return cls(types, counts)
+
+    def __call__(self, partition: pd.DataFrame) -> pd.DataFrame:
+        """One ``n_{type}`` column per type, aligned with ``partition`` (by ``lead_id``; 0 for unknown ids)."""
+        pos = self.counts.index.get_indexer(partition[LEAD_ID].to_numpy(dtype=object))
+        out = pd.DataFrame(index=partition.index)
+        for t in self.types:
+            col = self.counts[t].to_numpy()
+            out[f"n_{t}"] = np.where(pos >= 0, col[pos], 0.0) if len(col) else 0.0
+        return out
+
+
+_NEW_PERIOD = "<a period after the data>"
+
+
+@dataclass(frozen=True)
+class NextPeriod:
+    """:func:`period_context` of a new row right after the data, for both rows such a row can be.
+
+    A period starts where the period columns change from one row to the next, and nothing else about the key
+    matters; so a new row either continues the data's last period (its period columns read as the last row's)
+    or starts a new one, whatever its key. Both contexts are computed once, with the new row's own outcome
+    unknown, and each row of a batch gets one of them: never dependent on the rest of the batch or its order.
+
+    Attributes:
+        period_columns: the columns whose change starts a period.
+        last: the data's last row, its period columns (empty without rows).
+        continued: the context of a row continuing the last period (None without rows).
+        started: the context of a row starting a new period.
+    """
+
+    period_columns: list[str]
+    last: pd.DataFrame
+    continued: pd.Series | None
+    started: pd.Series
+
+    @classmethod
+    def after(
+        cls, history: pd.DataFrame, period_columns: Sequence[str], *, prior_strength: float = 10.0
+    ) -> NextPeriod:
+        """From ``history``: the data's rows in time order with the period columns and ``label``."""
+        cols = list(period_columns)
+        history = history[[*cols, LABEL]].reset_index(drop=True)
+        last = history[cols].iloc[-1:]
+
+        def next_row(key: pd.DataFrame) -> pd.Series:
+            row = key.reset_index(drop=True).assign(**{LABEL: np.nan})
+            rows = pd.concat([history, row], ignore_index=True)
+            return period_context(rows, cols, prior_strength=prior_strength).iloc[-1]
+
+        new_key = pd.DataFrame({c: [_NEW_PERIOD] for c in cols})
+        continued = next_row(last) if len(history) else None
+        return cls(cols, last, continued, next_row(new_key))
+
+    def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The context of each row of ``frame`` as the single next row after the data, aligned with ``frame``."""
+        goes_on = np.zeros(len(frame), dtype=bool)
+        if self.continued is not None:
+            # The normalisation period_context compares keys with, on the last row and the batch together.
+            keys = pd.concat([self.last, frame[self.period_columns]], ignore_index=True)
+            goes_on[:] = True
+            for col in self.period_columns:
+                text = keys[col].astype("string").fillna(_MISSING).to_numpy(dtype=object)
+                goes_on &= text[1:] == text[0]
+        started = self.started.to_numpy(dtype=float)
+        continued = started if self.continued is None else self.continued.to_numpy(dtype=float)
+        values = np.where(goes_on[:, None], continued[None, :], started[None, :])
+        return pd.DataFrame(values, index=frame.index, columns=self.started.index)
+
+
+@dataclass(frozen=True)
+class KnownContext:
+    """What the loaded data says about any new lead, computed once per loaded model (each part None when the
+    data set has no such context)."""
+
+    rates: RatesAsOf | None = None
+    activities: ActivitiesAsOf | None = None
+    period: NextPeriod | None = None

@@ -2,13 +2,17 @@
 
 * :func:`leads_from_records`: a batch of records as a canonical frame of open leads (checked by
   :func:`features.inputs.lead_record_errors`, numbers and dates converted).
-* :func:`lead_record_features`: those leads typed like the data set's leads table and featurised by
-  :func:`features.leads.lead_features` as of the end of the data set, each as if it were the only new lead.
+* :func:`new_lead_context`: what scoring a new lead needs from a loaded data set (its leads table's columns
+  and types, the moment new leads are decided at, the win rates, activity counts and period context as of then),
+  computed once per loaded model (the service: at load and on reload; the CLI: once per run).
+* :func:`lead_record_features`: a batch of leads typed like the data set's leads table and featurised by
+  :func:`features.leads.lead_features` with that context, each as if it were the only new lead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,19 +20,23 @@ import pandas as pd
 
 from features.errors import SalesmlError
 from features.inputs import convert_lead_values, lead_record_errors
+from features.lead_context import ActivitiesAsOf, KnownContext, NextPeriod, RatesAsOf
 from features.leads import (
     DECISION_TIME,
     LABEL,
+    LeadSetOptions,
+    TimeKind,
     data_end,
     lead_features,
+    outcome_labels,
     rate_keys,
     time_kind_of,
     value_column,
 )
 from features.load import Dataset, join_lookups
-from features.spec import CREATED_AT, LEAD_ID, OUTCOME, Role, TableSpec
+from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OUTCOME, Role, TableSpec
 
-__all__ = ["lead_record_features", "leads_from_records"]
+__all__ = ["NewLeadContext", "lead_record_features", "leads_from_records", "new_lead_context"]
 
 
 def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:
@@ -65,20 +73,88 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
     return frame
 
 
+@dataclass(frozen=True)
+class NewLeadContext:
+    """What scoring a new lead needs from a loaded data set, computed once by :func:`new_lead_context`.
+
+    Attributes:
+        dataset: the data set (its spec, and the lookup tables joined onto each batch).
+        table: the leads table's spec.
+        dtypes: the leads table's columns and types; a batch is given them (JSON has no dates).
+        time_kind: the leads table's clock (:func:`features.leads.time_kind_of`).
+        as_of: the moment new leads are decided at (the end of the data; ``None`` without dates).
+        rate_keys: the columns with point-in-time win rates.
+        n_leads: rows in the leads table (row-ordered data: new leads come after them).
+        known: their win rates, activity counts and period context as of then.
+    """
+
+    dataset: Dataset
+    table: TableSpec
+    dtypes: pd.Series
+    time_kind: TimeKind
+    as_of: pd.Timestamp | None
+    rate_keys: list[str]
+    n_leads: int
+    known: KnownContext
+
+
+def new_lead_context(dataset: Dataset, *, options: LeadSetOptions | None = None) -> NewLeadContext:
+    """Everything a new lead's features need from ``dataset``, counted once (the service: at load, not per
+    request).
+
+    New leads are all decided at the end of the data (row-ordered data: right after its last row), so their
+    win rates (deals closed strictly before then), activity counts (events strictly before then) and period
+    context depend only on the data set: :class:`~features.lead_context.RatesAsOf`,
+    :class:`~features.lead_context.ActivitiesAsOf` and :class:`~features.lead_context.NextPeriod` count them
+    here, and :func:`lead_record_features` only looks them up.
+    """
+    options = options or LeadSetOptions()
+    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    leads = dataset.tables[name]
+    activities = dataset.table(Role.activities)
+    time_kind = time_kind_of(leads, table)
+    as_of = data_end(leads, activities)
+    keys = rate_keys(dataset, join_lookups(leads.head(1), dataset).columns)
+    rates = events = period = None
+    if time_kind == "datetime" and as_of is not None:
+        if CLOSED_AT in leads.columns and keys:
+            history = join_lookups(leads, dataset)
+            history = history.assign(**{LABEL: outcome_labels(history[OUTCOME])})
+            rates = RatesAsOf.count(history, keys, as_of, prior_strength=options.prior_strength)
+        if activities is not None:
+            events = ActivitiesAsOf.count(activities, as_of)
+    elif time_kind == "row_order" and table.period_columns:
+        history = leads.reindex(columns=table.period_columns).assign(
+            **{LABEL: outcome_labels(leads[OUTCOME])}
+        )
+        period = NextPeriod.after(history, table.period_columns, prior_strength=options.prior_strength)
+    return NewLeadContext(
+        dataset=dataset,
+        table=table,
+        dtypes=leads.dtypes,
+        time_kind=time_kind,
+        as_of=as_of,
+        rate_keys=keys,
+        n_leads=len(leads),
+        known=KnownContext(rates=rates, activities=events, period=period),
+    )
+
+
 def lead_record_features(
-    records: Iterable[Mapping[str, Any]], dataset: Dataset
+    records: Iterable[Mapping[str, Any]], context: NewLeadContext
 ) -> tuple[pd.DataFrame, str | None]:
-    """Feature rows for a batch of raw leads as of the end of ``dataset``, and the column of their value.
+    """Feature rows for a batch of raw leads as of the end of the data set, and the column of their value.
 
     The rows are built by :func:`features.leads.lead_features` exactly as for training: lookups joined, the
     owner's / product's win rates from leads closed before the data end, activity counts from the data set's
     activities before it; for row-ordered data with ``period_columns``, each lead's period context as if it were
-    the single next row after the data set's rows. A lead's features therefore do not depend on the other leads
-    in the batch or their order.
+    the single next row after the data set's rows. All of that comes from ``context`` (:func:`new_lead_context`),
+    so a batch costs look-ups and its own rows, and a lead's features do not depend on the other leads in the
+    batch or their order.
 
     Args:
         records: dicts with ``lead_id`` and any of the leads table's attribute columns.
-        dataset: the loaded data set the model was trained on (history, lookups, activities).
+        context: the loaded data set's :class:`NewLeadContext`.
 
     Returns:
         (one feature row per record, :func:`features.leads.value_column` of them: the value for an expected
@@ -87,43 +163,28 @@ def lead_record_features(
     Raises:
         SalesmlError: a record without ``lead_id``, an unknown field, a value of the wrong type, a repeated id.
     """
-    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
-    partition = leads_from_records(records, table)
-    leads = dataset.tables[name]
-    partition = _like(partition, leads)
-    activities = dataset.table(Role.activities)
-    time_kind = time_kind_of(leads, table)
-    history = None
-    if time_kind == "datetime":
-        history = join_lookups(leads, dataset)
-        history = history.assign(**{LABEL: history[OUTCOME].astype("string").map({"won": 1.0, "lost": 0.0})})
-    else:  # new leads come after every known row
-        partition[DECISION_TIME] = len(leads) + np.arange(1, len(partition) + 1)
-    types = sorted(activities["type"].dropna().astype(str).unique()) if activities is not None else None
+    partition = _like(leads_from_records(records, context.table), context.dtypes)
+    if context.time_kind != "datetime":  # new leads come after every known row
+        partition[DECISION_TIME] = context.n_leads + np.arange(1, len(partition) + 1)
     frame, _, _, _ = lead_features(
         partition,
-        table,
-        time_kind=time_kind,
+        context.table,
+        time_kind=context.time_kind,
         decision_at="created",
-        as_of=data_end(leads, activities),
-        history=history,
-        rate_keys=rate_keys(dataset, join_lookups(leads.head(1), dataset).columns),
-        activities=activities if time_kind == "datetime" else None,
-        activity_types=types,
-        lookups=dataset,
-        # Period context: each new lead as the single next row after the data (independent of the batch).
-        earlier=leads if time_kind == "row_order" else None,
+        as_of=context.as_of,
+        rate_keys=context.rate_keys,
+        lookups=context.dataset,
+        known=context.known,
     )
-    return frame, value_column(frame, table)
+    return frame, value_column(frame, context.table)
 
 
-def _like(partition: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
+def _like(partition: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:
     """Give a batch of raw leads the columns and types of the data set's leads table (JSON has no dates)."""
     out = partition.copy()
-    for col in leads.columns:
+    for col, kind in dtypes.items():
         if col == OUTCOME:
             continue
-        kind = leads[col].dtype
         if col not in out.columns:
             out[col] = pd.Series([np.nan] * len(out), index=out.index)
         if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):

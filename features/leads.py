@@ -30,6 +30,7 @@ from features.errors import SalesmlError
 from features.lead_context import (
     DECISION_TIME,
     LABEL,
+    KnownContext,
     activity_counts,
     period_context,
     point_in_time_rates,
@@ -56,6 +57,7 @@ __all__ = [
     "build_lead_set",
     "data_end",
     "lead_features",
+    "outcome_labels",
     "rate_keys",
     "time_kind_of",
     "value_column",
@@ -129,7 +131,8 @@ def data_end(leads: pd.DataFrame, activities: pd.DataFrame | None = None) -> pd.
     return max(stamps) if stamps else None
 
 
-def _labels(outcome: pd.Series) -> pd.Series:
+def outcome_labels(outcome: pd.Series) -> pd.Series:
+    """1 won, 0 lost, missing for open leads."""
     return outcome.astype("string").map({"won": 1.0, "lost": 0.0, "open": np.nan}).astype(float)
 
 
@@ -196,7 +199,7 @@ def lead_features(
     activity_types: Iterable[str] | None = None,
     lookups: Dataset | None = None,
     options: LeadSetOptions | None = None,
-    earlier: pd.DataFrame | None = None,
+    known: KnownContext | None = None,
 ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
     """Features of one partition of leads as of each lead's decision time.
 
@@ -212,11 +215,11 @@ def lead_features(
         activity_types: the activity types to count (fixed across partitions); all present when omitted.
         lookups: a data set whose lookup tables are joined onto the leads (agent -> manager, product -> price).
         options: build options.
-        earlier: row-ordered data with ``period_columns`` in the spec: the data set's leads before the
-            partition (canonical rows with ``outcome``, in row order). Each row of the partition then gets the
-            period context (see :func:`period_context`) it would have as the single next row after
-            ``earlier``, ignoring the partition's other rows, so a new lead's features do not depend on the
-            rest of its batch or its order. ``None``: the partition's own rows in time order (training).
+        known: new leads (:func:`features.lead_records.new_lead_context`): their win rates, activity counts
+            and period context as of the end of the data, counted once per loaded data set, in place of
+            ``history`` / ``activities`` and of the partition's own rows in time order (row-ordered data:
+            each row as the single next row after the data, ignoring the partition's other rows, so a new
+            lead's features do not depend on the rest of its batch or its order). ``None``: training.
 
     Returns:
         ``(frame, numeric, categorical, excluded)``: the frame holds ``lead_id``, ``decision_time``, ``label``
@@ -226,7 +229,7 @@ def lead_features(
     frame = partition.copy()
     if lookups is not None:
         frame = join_lookups(frame, lookups)
-    frame[LABEL] = _labels(frame[OUTCOME])
+    frame[LABEL] = outcome_labels(frame[OUTCOME])
     frame[DECISION_TIME] = _decision_times(frame, time_kind=time_kind, decision_at=decision_at, as_of=as_of)
     excluded = _excluded_columns(table, frame, options.identifier_share)
 
@@ -240,12 +243,19 @@ def lead_features(
             extra.append(age.rename(f"{col.removeprefix('year_')}_age_years").to_frame())
             excluded[col] = f"converted to {col.removeprefix('year_')}_age_years at the decision time"
         keys = [k for k in rate_keys if k in frame.columns]
-        if history is not None and keys:
+        if known is not None and known.rates is not None and keys:
+            extra.append(known.rates(frame, keys))
+        elif history is not None and keys:
             extra.append(point_in_time_rates(frame, history, keys, prior_strength=options.prior_strength))
-        if activities is not None:
+        if known is not None and known.activities is not None:
+            extra.append(known.activities(frame))
+        elif activities is not None:
             extra.append(activity_counts(frame, activities, activity_types))
     elif time_kind == "row_order" and table.period_columns:
-        extra.append(_period_block(frame, table.period_columns, earlier, options.prior_strength))
+        if known is not None and known.period is not None:
+            extra.append(known.period(frame))
+        else:
+            extra.append(_period_block(frame, table.period_columns, options.prior_strength))
     numeric, categorical = [], []
     for col in frame.columns:
         if col in excluded or col in (DECISION_TIME, LABEL):
@@ -269,36 +279,12 @@ def lead_features(
     return frame[keep].reset_index(drop=True), numeric, categorical, excluded
 
 
-def _period_block(
-    frame: pd.DataFrame, period_columns: list[str], earlier: pd.DataFrame | None, prior_strength: float
-) -> pd.DataFrame:
-    """:func:`period_context` for ``frame``, aligned with ``frame``.
-
-    Without ``earlier`` (training): the partition's own rows in time order. With ``earlier`` (new leads scored
-    after the data): each row as if it were the single next row after ``earlier``, blind to the other rows of
-    the batch, so a lead's features never depend on what else is in the batch or in which order. Rows are
-    grouped by their period key and the context is computed once per distinct key.
-    """
-    cols = [*period_columns, LABEL]
-    if earlier is None or frame.empty:
-        order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
-        rows = frame[cols].iloc[order].reset_index(drop=True)
-        ctx = period_context(rows, period_columns, prior_strength=prior_strength)
-        ctx = ctx.iloc[np.argsort(order, kind="stable")]
-        ctx.index = frame.index
-        return ctx
-    history = earlier.reindex(columns=period_columns).assign(**{LABEL: _labels(earlier[OUTCOME])})
-    history = history[cols].reset_index(drop=True)
-    # The same key normalisation as period_context (missing counts as a value) to group the batch by period.
-    keys = pd.DataFrame({c: frame[c].astype("string").fillna("<missing>").to_numpy() for c in period_columns})
-    group = keys.groupby(period_columns, sort=False).ngroup().to_numpy()
-    firsts = pd.Series(np.arange(len(frame))).groupby(group).first().to_numpy()
-    per_key = []
-    for first in firsts:  # one row with the key (its own outcome is never used), after every earlier row
-        row = frame[period_columns].iloc[[first]].assign(**{LABEL: np.nan})
-        rows = pd.concat([history, row.reset_index(drop=True)], ignore_index=True)
-        per_key.append(period_context(rows, period_columns, prior_strength=prior_strength).iloc[-1])
-    ctx = pd.DataFrame(per_key).reset_index(drop=True).iloc[group]
+def _period_block(frame: pd.DataFrame, period_columns: list[str], prior_strength: float) -> pd.DataFrame:
+    """:func:`period_context` of the partition's own rows in time order, aligned with ``frame`` (training)."""
+    order = np.argsort(frame[DECISION_TIME].to_numpy(), kind="stable")
+    rows = frame[[*period_columns, LABEL]].iloc[order].reset_index(drop=True)
+    ctx = period_context(rows, period_columns, prior_strength=prior_strength)
+    ctx = ctx.iloc[np.argsort(order, kind="stable")]
     ctx.index = frame.index
     return ctx
 
@@ -350,7 +336,7 @@ def build_lead_set(
     history = None
     if time_kind == "datetime" and CLOSED_AT in leads.columns:
         history = join_lookups(leads, dataset)
-        history = history.assign(**{LABEL: _labels(history[OUTCOME])})
+        history = history.assign(**{LABEL: outcome_labels(history[OUTCOME])})
     joined_cols = join_lookups(leads.head(1), dataset).columns
     types = None
     timing: dict[str, float] = {}

@@ -48,7 +48,6 @@ with bentoml.importing():
     import pandas as pd
 
     from features.errors import SalesmlError
-    from features.spec import Role
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
     from training import score_columns as sc
 
@@ -134,11 +133,15 @@ def _horizon(snap_meta: dict[str, Any]) -> int:
 
 
 def _load_leads(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The scoring model and its data set's new-lead context: win rates, activity counts, period context and
+    lookups as of the end of the data, counted here once (and again on reload, with the champion), so that a
+    request only looks them up and runs the model on its own rows."""
+    from features.lead_records import new_lead_context
     from features.load import load_dataset
 
     spec = meta.get("tags", {}).get("dataset_spec", "")
     source = spec if spec and Path(spec).exists() else meta.get("dataset", "")
-    return {"loaded": _loaded("lead_score", path, meta), "dataset": load_dataset(source)}
+    return {"loaded": _loaded("lead_score", path, meta), "context": new_lead_context(load_dataset(source))}
 
 
 def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
@@ -335,7 +338,7 @@ class SalesML:
 
         results: list[Any] = [None] * len(leads)
         counts = Counter(item.lead_id for item in leads)
-        table = champ.model["dataset"].spec.table_of(Role.leads)[1]
+        table = champ.model["context"].table
         # Each lead's own problems first (in one pass over the batch), so one bad lead costs nothing extra.
         problems = lead_record_errors([{**item.features, "lead_id": item.lead_id} for item in leads], table)
         good: list[int] = []
@@ -355,7 +358,7 @@ class SalesML:
             records = [{**leads[i].features, "lead_id": leads[i].lead_id} for i in batch]
             try:
                 scored = PRODUCTS["lead_score"].score_rows(
-                    champ.model["loaded"], records, dataset=champ.model["dataset"]
+                    champ.model["loaded"], records, context=champ.model["context"]
                 )
             except SalesmlError as err:
                 if len(batch) == 1:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from features.audit import AuditResult, audit_leads
 from features.errors import SalesmlError
-from features.lead_records import lead_record_features
+from features.lead_records import NewLeadContext, lead_record_features
 from features.leads import DECISION_TIME, LABEL, LeadSet, LeadSetOptions, build_lead_set
 from features.load import Dataset
 from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OWNER, Role
@@ -253,22 +253,23 @@ def score_leads(dataset: Dataset, scoring: ScoringModel, *, version: str) -> tup
 
 
 def score_lead_records(
-    records: Iterable[Mapping[str, Any]], dataset: Dataset, scoring: ScoringModel, *, version: str
+    records: Iterable[Mapping[str, Any]], context: NewLeadContext, scoring: ScoringModel, *, version: str
 ) -> pd.DataFrame:
-    """Score a batch of raw leads (attribute dicts with canonical names) as of the end of ``dataset``.
+    """Score a batch of raw leads (attribute dicts with canonical names) as of the end of the data set.
 
     The feature rows are :func:`features.lead_records.lead_record_features` (built exactly as for training, as
-    of the end of the data set); a lead's score therefore does not depend on the other leads in the batch or
-    their order. This is the function the service and ``salesml score leads --input`` call.
+    of the end of the data set, from ``context``); a lead's score therefore does not depend on the other leads in
+    the batch or their order. This is the function the service and ``salesml score leads --input`` call.
 
     Args:
         records: dicts with ``lead_id`` and any of the leads table's attribute columns.
-        dataset: the loaded data set the model was trained on (history, lookups, activities).
+        context: :func:`features.lead_records.new_lead_context` of the data set the model was trained on
+            (history, lookups, activities), built once per loaded model (the service: at load).
         scoring: the loaded scoring model (:func:`training.products.load_model`; the service loads it once).
         version: its registered version.
 
     Raises:
         SalesmlError: a record without ``lead_id``, an unknown field or a repeated id.
     """
-    frame, value_col = lead_record_features(records, dataset)
-    return _output(frame, scoring, value_col, dataset.name, version)
+    frame, value_col = lead_record_features(records, context)
+    return _output(frame, scoring, value_col, context.dataset.name, version)

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from features.errors import SalesmlError
-from features.load import Dataset
+from features.lead_records import NewLeadContext
 from features.spec import CUSTOMER_ID, LEAD_ID
 from training import churn, leads, registry
 from training.forecast import train as forecast_train
@@ -101,10 +101,11 @@ def _score_churn_rows(loaded: LoadedModel, rows: pd.DataFrame, **options: Any) -
 
 
 def _score_lead_rows(
-    loaded: LoadedModel, rows: Sequence[dict[str, Any]], *, dataset: Dataset
+    loaded: LoadedModel, rows: Sequence[dict[str, Any]], *, context: NewLeadContext
 ) -> pd.DataFrame:
-    """Raw lead records (canonical names) as of the end of ``dataset`` (the data set the model was trained on)."""
-    return leads.score_lead_records(rows, dataset, loaded.model, version=loaded.version)
+    """Raw lead records (canonical names) as of the end of the data set the model was trained on; ``context``:
+    :func:`features.lead_records.new_lead_context` of it, built once per loaded model."""
+    return leads.score_lead_records(rows, context, loaded.model, version=loaded.version)
 
 
 def _score_sales_rows(loaded: LoadedModel, rows: Sequence[str] | None = None, **options: Any) -> pd.DataFrame:

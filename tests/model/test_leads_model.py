@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.lead_records import new_lead_context
 from features.leads import DECISION_TIME, LABEL, build_lead_set
 from features.load import load_dataset
 from features.synthetic import LEAD_DRIVERS
@@ -46,7 +47,7 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
                 "day_of_week": last["day_of_week"],
             }
         ],
-        training.dataset,
+        new_lead_context(training.dataset),
         training.result.model,
         version="test",
     )
@@ -59,8 +60,10 @@ def test_bank_marketing_duration_never_reaches_the_model(shared_data) -> None:
         for i, (d, m) in enumerate(days)
     ]
 
+    context = new_lead_context(training.dataset)
+
     def probabilities(batch: list[dict]) -> pd.Series:
-        scored = score_lead_records(batch, training.dataset, training.result.model, version="test")
+        scored = score_lead_records(batch, context, training.result.model, version="test")
         return scored.set_index("lead_id")["probability"]
 
     together = probabilities(records)
@@ -133,7 +136,7 @@ def test_crm_open_deals_get_scores_and_expected_values(shared_data) -> None:
     # The service path: a raw deal, scored through the same features and the champion.
     raw = score_lead_records(
         [{"lead_id": "new-1", "sales_agent": "Moses Frase", "product": "GTX Pro"}],
-        ds,
+        new_lead_context(ds),
         scoring,
         version=version,
     )

@@ -127,6 +127,7 @@ def test_churn_by_id_and_by_features_matches_the_library(server: Server, library
 def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
     server: Server, library: Path, small_synthetic_spec: Path
 ) -> None:
+    from features.lead_records import new_lead_context
     from features.load import load_dataset
     from training.classifier import load_scoring_model
     from training.leads import score_lead_records
@@ -162,7 +163,10 @@ def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
     dataset = load_dataset(small_synthetic_spec)
     scoring = load_scoring_model("models:/lead_score.synthetic@champion")
     expected = score_lead_records(
-        [{**g["features"], "lead_id": g["lead_id"]} for g in good], dataset, scoring, version="x"
+        [{**g["features"], "lead_id": g["lead_id"]} for g in good],
+        new_lead_context(dataset),
+        scoring,
+        version="x",
     )
     np.testing.assert_allclose(
         [results[0]["probability"], results[2]["probability"]], expected["probability"].to_numpy(), rtol=1e-9

@@ -7,13 +7,20 @@ import pandas as pd
 import pytest
 
 from features.errors import SalesmlError
-from features.lead_context import activity_counts, period_context, point_in_time_rates
+from features.lead_context import (
+    KnownContext,
+    NextPeriod,
+    activity_counts,
+    period_context,
+    point_in_time_rates,
+)
 from features.lead_records import leads_from_records
 from features.leads import (
     DECISION_TIME,
     LABEL,
     build_lead_set,
     lead_features,
+    outcome_labels,
 )
 from features.load import load_dataset
 from features.spec import TableSpec
@@ -232,11 +239,12 @@ PERIOD_COLS = [
 
 def _scored_after(batch: pd.DataFrame, history: pd.DataFrame, table: TableSpec) -> pd.DataFrame:
     """Features of new leads scored after ``history`` (as score_lead_records builds them), by lead id."""
+    labelled = history.assign(**{LABEL: outcome_labels(history["outcome"])})
     frame, _, _, _ = lead_features(
         batch.assign(**{DECISION_TIME: len(history) + np.arange(1, len(batch) + 1)}),
         table,
         time_kind="row_order",
-        earlier=history,
+        known=KnownContext(period=NextPeriod.after(labelled, table.period_columns)),
     )
     return frame.set_index("lead_id")[PERIOD_COLS]
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -20,6 +21,8 @@ __all__ = ["score_app", "score_churn_cmd", "train_app", "train_churn_cmd"]
 score_app, train_app = typer.Typer(), typer.Typer()
 
 _out = Console()
+_err = Console(stderr=True)
+_SHOWN_ERRORS = 20  # bad rows named one per line; the rest counted
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Table:
@@ -123,6 +126,15 @@ def score_churn_cmd(
     as_of: str | None = typer.Option(
         None, "--as-of", help="Score as of this date (YYYY-MM-DD); default end of data."
     ),
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Score these customers (.csv, .parquet or .json list): snapshot data's raw rows in the spec's "
+            "source or canonical column names, or customer_id and feature values; bad rows are named, the rest "
+            "scored.",
+        ),
+    ] = None,
 ) -> None:
     """Score every customer active at the last cutoff: probability within H days, band, reasons, value at risk."""
     from features.load import load_dataset
@@ -133,18 +145,34 @@ def score_churn_cmd(
         raise SalesmlError("give --out FILE.parquet, --to-sql URL --table NAME, or both")
     if (to_sql is None) != (table is None):
         raise SalesmlError("--to-sql and --table go together: the database URL and the table to upsert into")
+    if input_file is not None and as_of is not None:
+        raise SalesmlError(
+            "--as-of applies to the data set's customers; rows from --input carry their features"
+        )
     if out is not None:
         check_out_file(out, (".parquet", ".csv"))
     ds = load_dataset(dataset)
+    rows = (
+        _read_rows(input_file) if input_file is not None else None
+    )  # unreadable input fails before the model
     loaded = load_model("churn_risk", ds.name, version=version)
-    scores = score_churn(
-        ds,
-        loaded.model,
-        version=loaded.version,
-        trained_horizon=int(loaded.params.get("horizon_days") or 0) or None,
-        as_of=as_of,
-        horizon_days=_horizon(horizon_days),
-    )
+    trained_horizon = int(loaded.params.get("horizon_days") or 0) or None
+    if rows is not None:
+        if horizon_days is not None and horizon_days != trained_horizon:
+            raise SalesmlError(
+                f"{loaded.name} v{loaded.version} predicts churn within {trained_horizon} days; "
+                f"--horizon-days {horizon_days} does not match (leave it out)"
+            )
+        scores = _score_input(rows, ds, loaded, input_file)  # type: ignore[arg-type]
+    else:
+        scores = score_churn(
+            ds,
+            loaded.model,
+            version=loaded.version,
+            trained_horizon=trained_horizon,
+            as_of=as_of,
+            horizon_days=_horizon(horizon_days),
+        )
     # The file is staged first and moved into place only after the upsert committed: both or neither.
     with staged({} if out is None else {out: scores}):
         if to_sql is not None:
@@ -160,10 +188,72 @@ def score_churn_cmd(
             _out.print(f"upserted {n} rows into {table} (one transaction)")
     bands = scores[sc.BAND].value_counts().reindex(list(TIERS)).fillna(0).astype(int)
     cutoff = scores[sc.AS_OF].iloc[0] if len(scores) else None
+    what = f"customers from {input_file}" if input_file is not None else f"customers of {ds.name}"
+    as_of_text = "" if input_file is not None or pd.isna(cutoff) else f" (features as of {cutoff:%Y-%m-%d})"
     _out.print(
-        f"scored {len(scores):,} customers of {ds.name} with {loaded.name} v{loaded.version} (features as of "
-        f"{'' if pd.isna(cutoff) else f'{cutoff:%Y-%m-%d}'}); bands { {k: int(v) for k, v in bands.items()} }; "
+        f"scored {len(scores):,} {what} with {loaded.name} v{loaded.version}{as_of_text}; "
+        f"bands { {k: int(v) for k, v in bands.items()} }; "
         f"expected revenue lost {scores[sc.EXPECTED_VALUE].sum():,.0f}"
     )
     if out is not None:
         _out.print(f"wrote {out}")
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    """The rows of a .csv (every value as its text), .parquet or .json (a list of objects) file."""
+    if not path.is_file():
+        raise SalesmlError(f"--input {path} {'is not a file' if path.exists() else 'does not exist'}")
+    kinds = {".csv": "CSV", ".parquet": "Parquet", ".json": "JSON (a list of objects)"}
+    if path.suffix not in kinds:
+        raise SalesmlError(f"--input {path}: expected a .csv, .parquet or .json file")
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(
+                path, dtype=str
+            )  # numbers are read by the scorer's rules, texts stay as written
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise SalesmlError(
+            f"--input {path} is not readable {kinds[path.suffix]}: {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise SalesmlError(f"--input {path} must hold a JSON list of customer objects")
+    return pd.DataFrame.from_records(records)
+
+
+def _score_input(rows: pd.DataFrame, ds: Any, loaded: Any, path: Path) -> pd.DataFrame:
+    """The file's good rows scored as the service scores customers sent with features; bad rows named on
+    stderr (row number, column, rule). Refused when no row can be scored."""
+    from features.churn_inputs import churn_input_rows
+    from training.products import product
+
+    scoring = loaded.model
+    good, errors = churn_input_rows(rows, ds, scoring.features, scoring.numeric, source=f"--input {path}")
+    for message in list(errors.values())[:_SHOWN_ERRORS]:
+        _err.print(message, highlight=False, markup=False)
+    if len(errors) > _SHOWN_ERRORS:
+        _err.print(f"... and {len(errors) - _SHOWN_ERRORS} more row(s) not scored", highlight=False)
+    if good.empty:
+        raise SalesmlError(
+            f"--input {path}: none of its {len(rows)} row(s) can be scored (see above); nothing written"
+        )
+    if errors:
+        _err.print(
+            f"{len(errors)} of {len(rows)} row(s) not scored; the other {len(good)} were", highlight=False
+        )
+    return product("churn_risk").score_rows(loaded, good, rank_reference=_rank_reference(ds.name, scoring))
+
+
+def _rank_reference(dataset: str, scoring: Any) -> dict[str, Any] | None:
+    """What rows sent with features get their within-cutoff ranks against (the feature snapshot, as in the
+    service); None when the model uses no rank."""
+    from features.churn_columns import RANK_SUFFIX
+    from features.churn_snapshot import read_churn_snapshot
+    from training.churn import prepare_churn_snapshot
+
+    if not any(c.endswith(RANK_SUFFIX) for c in scoring.features):
+        return None
+    snapshot, _ = read_churn_snapshot(dataset)
+    return prepare_churn_snapshot(snapshot, scoring)[1]

@@ -134,8 +134,10 @@ def score_leads_command(
             )
     loaded = load_model("lead_score", ds.name, alias=alias, version=version)
     if records is not None:
+        from features.lead_records import new_lead_context
+
         scores, what = (
-            product("lead_score").score_rows(loaded, records, dataset=ds),
+            product("lead_score").score_rows(loaded, records, context=new_lead_context(ds)),
             f"leads from {input_file}",
         )
     else:
