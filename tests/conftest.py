@@ -119,7 +119,14 @@ def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> A
         out = capsys.readouterr()
         return subprocess.CompletedProcess(["salesml", *args], int(done.value.code or 0), out.out, out.err)
 
-    return run
+    yield run
+    if (
+        "mlflow" in sys.modules
+    ):  # the command pointed MLflow at this test's store; the next test picks its own
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
 
 
 def copy_dataset(src: Path, dst_root: Path) -> Path:

@@ -25,6 +25,8 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from training.registry import connect
 
     connect()
+    # Its own experiment: an experiment set earlier in this process (another test's store) is not in this one.
+    mlflow.set_experiment("champions-test")
     client = mlflow.MlflowClient()
 
     def register(
