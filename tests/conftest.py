@@ -120,9 +120,8 @@ def salesml(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> A
         return subprocess.CompletedProcess(["salesml", *args], int(done.value.code or 0), out.out, out.err)
 
     yield run
-    if (
-        "mlflow" in sys.modules
-    ):  # the command pointed MLflow at this test's store; the next test picks its own
+    # The command pointed MLflow at this test's store; the next test picks its own.
+    if "mlflow" in sys.modules:
         import mlflow
 
         mlflow.set_tracking_uri(None)
