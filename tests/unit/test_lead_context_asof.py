@@ -65,6 +65,15 @@ def _same(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
     )
 
 
+def _same_in_any_order(
+    fast: callable, batch: pd.DataFrame, slow: pd.DataFrame, rng: np.random.Generator
+) -> None:
+    """``fast`` on the whole batch, and on the batch shuffled, equals the rows scored alone (``slow``)."""
+    _same(fast(batch), slow)
+    order = rng.permutation(len(batch))
+    _same(fast(batch.iloc[order]), slow.iloc[order].reset_index(drop=True))
+
+
 @CASES
 @given(seed=st.integers(0, 2**31), n=st.integers(0, 300), size=st.integers(1, 6))
 def test_rates_as_of_equal_point_in_time_rates_alone_in_a_batch_and_in_any_order(
@@ -78,9 +87,7 @@ def test_rates_as_of_equal_point_in_time_rates_alone_in_a_batch_and_in_any_order
         batch,
         lambda one: point_in_time_rates(one.assign(**{DECISION_TIME: at}), history, KEYS, prior_strength=5.0),
     )
-    _same(rates(batch, KEYS), slow)
-    order = rng.permutation(size)
-    _same(rates(batch.iloc[order], KEYS), slow.iloc[order].reset_index(drop=True))
+    _same_in_any_order(lambda rows: rates(rows, KEYS), batch, slow, rng)
 
 
 @CASES
@@ -99,9 +106,7 @@ def test_activities_as_of_equal_activity_counts(seed: int, n: int, size: int) ->
     counted = ActivitiesAsOf.count(events, at, types)
     batch = _batch(rng, size)
     slow = _alone(batch, lambda one: activity_counts(one.assign(**{DECISION_TIME: at}), events, types))
-    _same(counted(batch), slow)
-    order = rng.permutation(size)
-    _same(counted(batch.iloc[order]), slow.iloc[order].reset_index(drop=True))
+    _same_in_any_order(counted, batch, slow, rng)
 
 
 @CASES
@@ -128,6 +133,4 @@ def test_next_period_equals_period_context_of_the_one_row_after_the_data(
         return period_context(rows, ["month", "day"]).iloc[[-1]]
 
     slow = _alone(batch, one_after)
-    _same(nxt(batch), slow)
-    order = rng.permutation(size)
-    _same(nxt(batch.iloc[order]), slow.iloc[order].reset_index(drop=True))
+    _same_in_any_order(nxt, batch, slow, rng)

@@ -152,9 +152,8 @@ def score_churn_cmd(
     if out is not None:
         check_out_file(out, (".parquet", ".csv"))
     ds = load_dataset(dataset)
-    rows = (
-        _read_rows(input_file) if input_file is not None else None
-    )  # unreadable input fails before the model
+    # An unreadable --input fails before the model is loaded.
+    rows = _read_rows(input_file) if input_file is not None else None
     loaded = load_model("churn_risk", ds.name, version=version)
     trained_horizon = int(loaded.params.get("horizon_days") or 0) or None
     if rows is not None:
@@ -208,9 +207,8 @@ def _read_rows(path: Path) -> pd.DataFrame:
         raise SalesmlError(f"--input {path}: expected a .csv, .parquet or .json file")
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(
-                path, dtype=str
-            )  # numbers are read by the scorer's rules, texts stay as written
+            # Every value as its text: numbers are read by the scorer's rules, texts stay as written.
+            return pd.read_csv(path, dtype=str)
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         records = json.loads(path.read_text(encoding="utf-8"))
