@@ -2,7 +2,7 @@
 
 A plain ASGI middleware, so it sees every request before BentoML's router: ``/healthz`` (process up) and
 ``/metrics`` stay BentoML's own; ``/readyz`` answers with the state of each model (fresh, stale or missing) and
-is 503 when no model is loaded.
+is 503 when no model is loaded; ``/docs.json`` is BentoML's document completed by :mod:`serving.openapi`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ logger = logging.getLogger("salesml.edge")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# Headers of a rewritten 4xx answer that are kept (a 405's Allow, a 401's WWW-Authenticate).
+_KEPT_HEADERS = {b"allow", b"www-authenticate", b"retry-after"}
 
 
 async def _json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -89,10 +93,11 @@ class EdgeMiddleware:
                     send, 415, {"error": f"content-type: expected application/json, got {ctype[:80]!r}"}
                 )
                 return
+        if path == "/models" and method != "GET":  # the edge's own route: 405 as BentoML's routes answer
+            await _json(send, 405, {"error": "Method Not Allowed"}, [(b"allow", b"GET")])
+            return
         if (path in ("/readyz", "/models") and method == "GET") or path in MODEL_OF_PATH:
-            import bentoml
-
-            service = bentoml.get_current_service()
+            service = _current_service()
             if service is None:
                 await _json(send, 503, {"error": "the service is starting; retry shortly"})
                 return
@@ -127,11 +132,64 @@ class EdgeMiddleware:
                     status = start["status"]
                     body = readable_error(b"".join(chunks))
                     logger.debug("rejected %s %s: %s %s", method, path, status, body.get("error", "")[:200])
-                    await _json(send, status, body)
+                    kept = [(k, v) for k, v in start.get("headers", []) if k.lower() in _KEPT_HEADERS]
+                    await _json(send, status, body, kept)
                 return
             await send(message)
 
+        if path == "/docs.json" and method == "GET":
+            await self._document(scope, receive, send)
+            return
+
         await self.app(scope, receive, send_wrapper)
+
+    async def _document(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """BentoML's document, completed with what the server enforces (:func:`serving.openapi.complete_document`)."""
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if start.get("status") != 200:
+            await _json(send, start.get("status", 500), readable_error(b"".join(chunks)))
+            return
+        from serving.openapi import complete_document
+        from serving.schemas import ModelInfo
+
+        service = _current_service()
+        doc = complete_document(
+            json.loads(b"".join(chunks)),
+            token_required=bool(os.environ.get("SALESML_API_TOKEN")),
+            max_batch=env_positive_int("SALESML_MAX_BATCH", 10_000),
+            forecast_nodes=_forecast_nodes(service),
+            model_info_schema=ModelInfo.model_json_schema(ref_template="#/components/schemas/{model}"),
+        )
+        await _json(send, 200, doc)
+
+
+def _current_service() -> Any:
+    """The running service instance; None while it is starting (or in-process, with none instantiated)."""
+    import bentoml
+
+    try:
+        return bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException:
+        return None
+
+
+def _forecast_nodes(service: Any) -> Any:
+    """The served forecast's node table (``unique_id``, ``level``), for the document's enums; None if not served."""
+    champ = service.store.snapshot.champions.get("sales_forecast") if service is not None else None
+    if champ is None:
+        return None
+    from training.forecast.serve_api import load_forecast
+
+    return load_forecast(champ.model.model).nodes
 
 
 def readable_error(raw: bytes) -> dict[str, Any]:

@@ -1,13 +1,15 @@
 """Request and response bodies of the HTTP service (pydantic; they are the OpenAPI document).
 
 Requests forbid unknown fields, so a typo is a 400 that names the field instead of a silently ignored option.
+What BentoML's document generator cannot carry (batch limits, one-of rules, OpenAPI 3.0 forms of bounds, every
+status the edge answers) is added to the served document by :mod:`serving.openapi`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "ChurnResult",
@@ -29,7 +31,8 @@ __all__ = [
     "Reason",
 ]
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# Taken as sent (no stripping), so the document's length bounds are the ones the server checks.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 FeatureValue = float | int | str | bool | None
 
 
@@ -63,30 +66,18 @@ class LeadScoreRequest(_Request):
 
 
 class ForecastRequest(_Request):
-    nodes: list[Id] | None = Field(None, description="Node ids (e.g. 'total', 'store_type=A/store=1').")
-    level: Id | None = Field(None, description="A hierarchy level name; every node of that level.")
+    # Either may be left out but neither may be null: exactly one of the two is given (the document says so).
+    nodes: list[Id] = Field(None, description="Node ids (e.g. 'total', 'store_type=A/store=1').")  # type: ignore[assignment]
+    level: Id = Field(None, description="A hierarchy level name; every node of that level.")  # type: ignore[assignment]
 
 
 class PlanRequest(_Request):
     node: Id = Field(description="The node whose quarter target is given.")
-    target: float = Field(allow_inf_nan=False, description="The quarter target, a positive amount.")
+    # strict: a number, not "5" or true (which pydantic would otherwise read as 5.0 / 1.0)
+    target: float = Field(
+        gt=0, strict=True, allow_inf_nan=False, description="The quarter target, a positive amount."
+    )
     quarter: Literal["current", "next"] = Field("next", description="Which quarter the target is for.")
-
-    @field_validator("target", mode="before")
-    @classmethod
-    def _not_a_flag(cls, v: object) -> object:
-        if isinstance(v, bool):  # JSON true / false would otherwise pass as 1.0 / 0.0
-            raise ValueError("must be a positive amount, not true / false")
-        return v
-
-    @field_validator("target")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        # Checked here rather than with gt=0: OpenAPI 3.0 (BentoML's document) cannot express pydantic's
-        # numeric exclusiveMinimum, and a schema checker rejects the whole document.
-        if v <= 0:
-            raise ValueError("must be a positive amount")
-        return v
 
 
 class EmptyRequest(_Request):

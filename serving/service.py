@@ -18,6 +18,8 @@ import gc
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ with bentoml.importing():
     import numpy as np
     import pandas as pd
 
-    from features.errors import SalesmlError
+    from features.errors import NotFoundError, SalesmlError
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
     from training import score_columns as sc
 
@@ -56,6 +58,17 @@ logger = logging.getLogger("salesml.service")
 
 class BadRequest(bentoml.exceptions.InvalidArgument):
     """A 400 whose message names the field and what was expected."""
+
+
+@contextmanager
+def _client_errors() -> Iterator[None]:
+    """A :class:`SalesmlError` as the client's error: 404 for a name the data does not hold, else 400."""
+    try:
+        yield
+    except NotFoundError as err:
+        raise bentoml.exceptions.NotFound(str(err)) from None
+    except SalesmlError as err:
+        raise BadRequest(str(err)) from None
 
 
 class ChurnScoreResponse(BaseModel):
@@ -151,7 +164,7 @@ def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
 LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
 
 
-def _max_batch() -> int:
+def _max_batch() -> int:  # the OpenAPI document states the same limit (serving/edge.py)
     return env_positive_int("SALESML_MAX_BATCH", 10_000)
 
 
@@ -299,12 +312,10 @@ class SalesML:
             frame = pd.DataFrame(
                 [{"customer_id": customers[i].customer_id, **customers[i].features} for i in sent]
             )
-            try:
+            with _client_errors():
                 out = PRODUCTS["churn_risk"].score_rows(
                     loaded, frame, rank_reference=bundle["rank_reference"]
                 )
-            except SalesmlError as err:
-                raise BadRequest(str(err)) from None
             cols = {col: out[col].to_numpy() for col in out.columns}
             cols[sc.REASONS] = [sc.reasons_from_json(t) for t in cols[sc.REASONS]]
             parts.append((sent, cols))
@@ -394,11 +405,9 @@ class SalesML:
         champ = self._champion("sales_forecast")
         from training.forecast.serve_api import forecast_nodes, quarter_totals
 
-        try:
+        with _client_errors():
             periods = forecast_nodes(champ.model.model, nodes=nodes, level=level)
             quarters = quarter_totals(champ.model.model, nodes=nodes, level=level)
-        except SalesmlError as err:
-            raise BadRequest(str(err)) from None
         cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model.model, "data_cutoff", "") or "")
         order = nodes if nodes is not None else list(dict.fromkeys(periods["unique_id"]))
         # Built column-wise (one pass over each table), not by slicing a frame per node.
@@ -444,17 +453,11 @@ class SalesML:
     @bentoml.api(route="/plan", input_spec=PlanRequest)
     def plan(self, node: str, target: float, quarter: str = "next") -> PlanResponse:
         """Break a quarter target for a node down to its children (proportional to their forecast)."""
-        if quarter not in ("current", "next"):
-            raise BadRequest(f"quarter: expected 'current' or 'next', got {quarter!r}")
-        if not np.isfinite(target) or target <= 0:
-            raise BadRequest(f"target: expected a positive amount, got {target!r}")
         champ = self._champion("sales_forecast")
         from training.forecast.serve_api import plan_target
 
-        try:
+        with _client_errors():  # the quarter and the target's bounds were checked by the schema
             table = plan_target(champ.model.model, node, target, quarter)  # type: ignore[arg-type]
-        except SalesmlError as err:
-            raise BadRequest(str(err)) from None
         cutoff = str(champ.meta.get("data_cutoff") or "")
         return PlanResponse(
             node=node,

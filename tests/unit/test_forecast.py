@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.errors import SalesmlError
+from features.errors import NotFoundError, SalesmlError
 from features.load import load_dataset
 from features.series import build_series
 from training.forecast.backtest import choose_weight, forecast_at, run_backtest
@@ -252,18 +252,19 @@ def test_serving_functions_and_errors(artifacts) -> None:
     assert set(out["level"]) == {"region"}
     one = forecast_nodes(artifacts, nodes=["total"])
     assert one["unique_id"].eq("total").all() and len(one) > 0
-    with pytest.raises(SalesmlError, match="unknown node"):
+    with pytest.raises(NotFoundError, match="unknown node"):
         forecast_nodes(artifacts, nodes=["region=Atlantis"])
-    with pytest.raises(SalesmlError, match="unknown level"):
+    with pytest.raises(NotFoundError, match="unknown level"):
         forecast_nodes(artifacts, level="galaxy")
     for bad in (0, -5, float("nan"), "abc"):
         with pytest.raises(SalesmlError, match="positive number"):
             plan_target(artifacts, "total", bad)  # type: ignore[arg-type]
-    with pytest.raises(SalesmlError, match="unknown node"):
+    with pytest.raises(NotFoundError, match="unknown node"):
         plan_target(artifacts, "nope", 100.0)
     bottom = artifacts.nodes[artifacts.nodes["is_bottom"]]["unique_id"].iloc[0]
-    with pytest.raises(SalesmlError, match="no children"):
-        plan_target(artifacts, bottom, 100.0)
+    alone = plan_target(artifacts, bottom, 100.0)  # a bottom node's own target: no children to split over
+    assert alone["role"].tolist() == ["node"] and alone["target"].tolist() == [100.0]
+    assert 0.0 <= alone["probability"].iloc[0] <= 1.0
 
 
 def test_pyfunc_predict_without_refit(artifacts, tmp_path: Path) -> None:

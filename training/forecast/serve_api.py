@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.errors import SalesmlError
+from features.errors import NotFoundError, SalesmlError
 from training.forecast.artifacts import FORECAST_COLUMNS, QUARTER_COLUMNS, ForecastArtifacts
 
 __all__ = [
@@ -67,12 +67,12 @@ def _select(
 ) -> pd.DataFrame:
     known_levels = list(dict.fromkeys(art.nodes["level"]))
     if level is not None and level not in known_levels:
-        raise SalesmlError(f"unknown level {level!r}; the hierarchy has levels {known_levels}")
+        raise NotFoundError(f"unknown level {level!r}; the hierarchy has levels {known_levels}")
     if nodes is not None:
         known = set(art.nodes["unique_id"])
         unknown = [n for n in nodes if n not in known]
         if unknown:
-            raise SalesmlError(
+            raise NotFoundError(
                 f"unknown node(s) {unknown[:5]}; node ids look like {art.nodes['unique_id'].iloc[: min(3, len(art.nodes))].tolist()}"
             )
         frame = frame[frame["unique_id"].isin(nodes)]
@@ -93,7 +93,7 @@ def forecast_nodes(source: Any, nodes: list[str] | None = None, level: str | Non
         ``unique_id, level, ds, mean, lo-80, hi-80, lo-95, hi-95``, one row per node and future period.
 
     Raises:
-        SalesmlError: an unknown node or level.
+        NotFoundError: an unknown node or level.
     """
     art = load_forecast(source)
     out = _select(art.forecasts, art, nodes, level)
@@ -126,7 +126,7 @@ def children_of(source: Any, node: str, hierarchy: int | None = None) -> list[st
     art = load_forecast(source)
     nodes = art.nodes
     if node not in set(nodes["unique_id"]):
-        raise SalesmlError(f"unknown node {node!r}; try one of {nodes['unique_id'].iloc[:3].tolist()}")
+        raise NotFoundError(f"unknown node {node!r}; try one of {nodes['unique_id'].iloc[:3].tolist()}")
     known = sorted(int(h) for h in nodes["hierarchy"].dropna().unique())
     if hierarchy is not None and hierarchy not in known:
         raise SalesmlError(f"hierarchy must be one of {known} (the data set's hierarchies), got {hierarchy}")
@@ -169,12 +169,13 @@ def plan_target(
 
     Returns:
         ``unique_id, level, role, share, target, median, mean, lo-80, hi-80, probability``: first the node
-        itself (``role='node'``), then one row per child (``role='child'``). ``probability`` is the
-        calibrated probability that the quarter total reaches the row's target. The children's targets sum
-        to ``target``.
+        itself (``role='node'``), then one row per child (``role='child'``; none for a bottom node, a rep's or a
+        product's own target). ``probability`` is the calibrated probability that the quarter total reaches
+        the row's target. The children's targets sum to ``target``.
 
     Raises:
-        SalesmlError: unknown node, non-positive or non-finite target, unknown quarter, a node without children.
+        NotFoundError: an unknown node.
+        SalesmlError: a non-positive or non-finite target, an unknown quarter.
     """
     try:
         amount = float(target)
@@ -185,15 +186,11 @@ def plan_target(
     if quarter not in ("current", "next"):
         raise SalesmlError(f"quarter must be 'current' or 'next', got {quarter!r}")
     art = load_forecast(source)
-    kids = children_of(art, node, hierarchy)
-    if not kids:
-        raise SalesmlError(
-            f"node {node!r} is at the bottom of the hierarchy: it has no children to allocate to"
-        )
+    kids = children_of(art, node, hierarchy)  # none for a bottom node: its own row only
     q = art.quarters[art.quarters["quarter"] == quarter].set_index("unique_id")
     qcols = art.quantile_columns()
     weights = q.loc[kids, "mean"].clip(lower=0.0).to_numpy()
-    shares = weights / weights.sum() if weights.sum() > 0 else np.full(len(kids), 1.0 / len(kids))
+    shares = weights / weights.sum() if weights.sum() > 0 else np.full(len(kids), 1.0 / max(len(kids), 1))
     rows = []
     for uid, role, share in [
         (node, "node", 1.0),
