@@ -58,7 +58,9 @@ def churn_feature_problem(
     return None
 
 
-def lead_record_errors(records: Sequence[Any], table: TableSpec) -> dict[int, str]:
+def lead_record_errors(
+    records: Sequence[Any], table: TableSpec, *, numbers: Sequence[int] | None = None
+) -> dict[int, str]:
     """Why each raw lead of a batch cannot be scored, by position (the ones not listed can be).
 
     A record must be an object with a non-empty ``lead_id``, only the leads table's pre-outcome fields, single
@@ -66,25 +68,30 @@ def lead_record_errors(records: Sequence[Any], table: TableSpec) -> dict[int, st
     :data:`EARLIEST_LEAD_DATE` and :data:`LATEST_LEAD_DATE` in ``created_at`` (a time zone is converted to UTC);
     an empty text is a missing value. The type checks run on whole columns, so a batch of 10,000 costs about as
     much as one. Repeated ids are a batch-level matter (:func:`features.lead_records.leads_from_records`).
+    ``numbers``: the number each record has in the messages (``lead #3``), when not its position (the service
+    checks the leads of several requests at once).
     """
+    shown = list(numbers) if numbers is not None else range(len(records))
     known = (set(table.columns) | {LEAD_ID}) - {OUTCOME, CLOSED_AT} - set(table.post_outcome)
     errors: dict[int, str] = {}
     for i, row in enumerate(records):
         if not isinstance(row, Mapping):
-            errors[i] = f"lead #{i}: expected an object of attributes, got {type(row).__name__}"
+            errors[i] = f"lead #{shown[i]}: expected an object of attributes, got {type(row).__name__}"
             continue
         lead_id = row.get(LEAD_ID)
         if lead_id is None or (isinstance(lead_id, str) and not lead_id.strip()):
-            errors[i] = f"lead #{i}: missing 'lead_id' (every lead in a batch needs an id)"
+            errors[i] = f"lead #{shown[i]}: missing 'lead_id' (every lead in a batch needs an id)"
             continue
         unknown = sorted(set(row) - known)
         if unknown:
-            errors[i] = f"lead #{i} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
+            errors[i] = (
+                f"lead #{shown[i]} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
+            )
             continue
         nested = next((k for k, v in row.items() if isinstance(v, Mapping | list | tuple | set)), None)
         if nested is not None:
             errors[i] = (
-                f"lead #{i} ({lead_id}): field {nested!r} holds a {type(row[nested]).__name__}; expected a "
+                f"lead #{shown[i]} ({lead_id}): field {nested!r} holds a {type(row[nested]).__name__}; expected a "
                 "single value (a number, a text or a date)"
             )
     typed = {c: "a number" for c, kind in table.types.items() if kind == "numeric"} | {CREATED_AT: "a date"}
@@ -111,6 +118,8 @@ EARLIEST_LEAD_DATE, LATEST_LEAD_DATE = "1900-01-01", "2200-12-31"
 def convert_lead_values(values: pd.Series, col: str) -> tuple[pd.Series, pd.Series]:
     """A raw column as numbers (or, for ``created_at``, naive UTC dates) and the mask of values that do not
     convert; an empty text is missing, true / false is neither a number nor a date."""
+    if col != CREATED_AT and (plain := _plain_numbers(values)) is not None:
+        return plain
     values = values.map(lambda v: None if isinstance(v, str) and not v.strip() else v)
     flags = values.map(lambda v: isinstance(v, bool))
     clean = values.mask(flags)
@@ -127,6 +136,23 @@ def convert_lead_values(values: pd.Series, col: str) -> tuple[pd.Series, pd.Seri
         bad = (converted.isna() & clean.notna()) | flags | ~np.isfinite(converted.fillna(0.0))
         converted = converted.mask(bad)
     return converted, bad
+
+
+def _plain_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
+    """:func:`convert_lead_values` of a column that holds only numbers and missing values (what JSON gives), as
+    floats without pandas' per-value conversion; None for anything else (text, true / false, big integers)."""
+    raw = values.to_numpy(dtype=object)
+    out = np.empty(len(raw), dtype=np.float64)
+    for i, v in enumerate(raw):
+        if v is None:
+            out[i] = np.nan
+        elif type(v) is float or (type(v) is int and -(2**53) <= v <= 2**53):
+            out[i] = v
+        else:
+            return None
+    bad = np.isinf(out)
+    out[bad] = np.nan
+    return pd.Series(out, index=values.index), pd.Series(bad, index=values.index)
 
 
 def _plain(value: Any) -> Any:

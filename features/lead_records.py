@@ -188,8 +188,9 @@ def _like(partition: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = pd.Series([np.nan] * len(out), index=out.index)
         if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
-            values = out[col].map(lambda v: float(v) if isinstance(v, bool) else v)
-            out[col] = pd.to_numeric(values, errors="coerce").astype(float)
+            if out[col].dtype != np.float64:  # not yet numbers (leads_from_records converts the numeric ones)
+                values = out[col].map(lambda v: float(v) if isinstance(v, bool) else v)
+                out[col] = pd.to_numeric(values, errors="coerce").astype(float)
         elif pd.api.types.is_datetime64_any_dtype(kind):
             out[col] = pd.to_datetime(out[col], errors="coerce")
         elif col != LEAD_ID:

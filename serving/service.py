@@ -14,10 +14,10 @@ version made it.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -29,6 +29,8 @@ from pydantic import BaseModel, Field
 
 from features.settings import env_positive_int  # the decorator below reads the environment at import
 from serving import timeout
+from serving.answers import dates, finite, model_ref
+from serving.batcher import MicroBatcher
 from serving.edge import ClientErrorLogFilter, EdgeMiddleware
 from serving.schemas import (
     ChurnResult,
@@ -46,11 +48,11 @@ from serving.schemas import (
 )
 
 with bentoml.importing():
-    import numpy as np
     import pandas as pd
 
     from features.errors import NotFoundError, SalesmlError
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
+    from serving.leads import repeated_ids, score_lead_items
     from training import score_columns as sc
 
 logger = logging.getLogger("salesml.service")
@@ -175,41 +177,7 @@ def _check_batch(items: list[Any], field: str) -> None:
         raise BadRequest(f"{field}: {len(items)} items is above the limit of {_max_batch()} per request")
 
 
-def _ref(champ: Champion, as_of: str) -> dict[str, str]:
-    """What every answer says about the model that made it."""
-    return {
-        "dataset": str(champ.meta.get("dataset", "")),
-        "model_name": champ.name,
-        "model_version": champ.version,
-        "as_of": as_of,
-    }
-
-
 _Q_FIELDS = ("actual_to_date", "mean", "median", "lo_80", "hi_80", "lo_95", "hi_95")
-
-
-def _dates(values: pd.Series) -> list[str]:
-    """``YYYY-MM-DD`` per value (vectorised for a datetime column)."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values.dt.strftime("%Y-%m-%d").tolist()
-    return [f"{v:%Y-%m-%d}" for v in values]
-
-
-def _date(value: Any) -> str:
-    """A decision time as text: a date as ``YYYY-MM-DD``, a row position (data without a clock) as it is."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    if isinstance(value, pd.Timestamp | np.datetime64):
-        return f"{pd.Timestamp(value):%Y-%m-%d}"
-    return str(value)
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
 
 
 def _settle_heap() -> None:
@@ -240,6 +208,7 @@ class SalesML:
     def __init__(self) -> None:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
         self.store = ChampionStore(LOADERS)
+        self.lead_batcher = MicroBatcher(score_lead_items, max_items=_max_batch(), name="lead-scoring")
         snapshot = self.store.refresh()
         for name, problem in snapshot.problems.items():
             logger.warning("model %s not served: %s", name, problem)
@@ -319,12 +288,12 @@ class SalesML:
             cols = {col: out[col].to_numpy() for col in out.columns}
             cols[sc.REASONS] = [sc.reasons_from_json(t) for t in cols[sc.REASONS]]
             parts.append((sent, cols))
-        common = {"horizon_days": _horizon(snap_meta), **_ref(champ, cutoff)}
+        common = {"horizon_days": _horizon(snap_meta), **model_ref(champ, cutoff)}
         for items, out in parts:
             prob = out[sc.PROBABILITY].astype(float).tolist()
             band = [str(t) for t in out[sc.BAND]]
-            value = [_finite(v) for v in out[sc.VALUE].tolist()]
-            expected = [_finite(v) for v in out[sc.EXPECTED_VALUE].tolist()]
+            value = [finite(v) for v in out[sc.VALUE].tolist()]
+            expected = [finite(v) for v in out[sc.EXPECTED_VALUE].tolist()]
             for j, i in enumerate(items):
                 results[i] = ChurnResult(
                     customer_id=customers[i].customer_id,
@@ -340,55 +309,15 @@ class SalesML:
     # -- leads ------------------------------------------------------------------------------------------
 
     @bentoml.api(route="/leads/score", input_spec=LeadScoreRequest)
-    def leads_score(self, leads: list[LeadItem]) -> LeadScoreResponse:
+    async def leads_score(self, leads: list[LeadItem]) -> LeadScoreResponse:
         """Conversion probability, grade A-D and top 3 factors per lead or deal (and expected value for deals)."""
         _check_batch(leads, "leads")
-        champ = self._champion("lead_score")
-        from features.inputs import lead_record_errors
-        from training.products import PRODUCTS
-
-        results: list[Any] = [None] * len(leads)
-        counts = Counter(item.lead_id for item in leads)
-        table = champ.model["context"].table
-        # Each lead's own problems first (in one pass over the batch), so one bad lead costs nothing extra.
-        problems = lead_record_errors([{**item.features, "lead_id": item.lead_id} for item in leads], table)
-        good: list[int] = []
-        for i, item in enumerate(leads):
-            if counts[item.lead_id] > 1:
-                results[i] = ItemError(
-                    id=item.lead_id, error=f"lead_id {item.lead_id!r} appears more than once in the batch"
-                )
-            elif i in problems:
-                results[i] = ItemError(id=item.lead_id, error=problems[i])
-            else:
-                good.append(i)
-        # Score item by item only when the batch as a whole is still refused, so one bad lead never sinks the rest.
-        batches = [good] if good else []
-        while batches:
-            batch = batches.pop()
-            records = [{**leads[i].features, "lead_id": leads[i].lead_id} for i in batch]
-            try:
-                scored = PRODUCTS["lead_score"].score_rows(
-                    champ.model["loaded"], records, context=champ.model["context"]
-                )
-            except SalesmlError as err:
-                if len(batch) == 1:
-                    results[batch[0]] = ItemError(id=leads[batch[0]].lead_id, error=str(err))
-                else:
-                    batches.extend([[i] for i in batch])
-                continue
-            by_id = scored.set_index("lead_id")
-            for i in batch:
-                row = by_id.loc[leads[i].lead_id]
-                results[i] = LeadResult(
-                    lead_id=leads[i].lead_id,
-                    probability=float(row[sc.PROBABILITY]),
-                    band=str(row[sc.BAND]),
-                    reasons=sc.reasons_from_json(row[sc.REASONS]),
-                    value=_finite(row[sc.VALUE]),
-                    expected_value=_finite(row[sc.EXPECTED_VALUE]),
-                    **_ref(champ, str(champ.meta.get("data_cutoff") or _date(row[sc.AS_OF]))),
-                )
+        champ = self._champion("lead_score")  # the version this request is answered with, whatever reloads
+        results, good = repeated_ids(leads)
+        # Checked and scored together with the leads of every request waiting at the moment (serving/batcher.py)
+        scored = await self.lead_batcher([(champ, leads[i], i) for i in good])
+        for i, result in zip(good, scored, strict=True):
+            results[i] = result
         return LeadScoreResponse(results=results)
 
     # -- forecasts --------------------------------------------------------------------------------------
@@ -414,7 +343,7 @@ class SalesML:
         by_node: dict[str, list[dict[str, Any]]] = {}
         for uid, ds, m, l8, h8, l9, h9 in zip(
             periods["unique_id"].tolist(),
-            _dates(periods["ds"]),
+            dates(periods["ds"]),
             *(periods[c].astype(float).tolist() for c in ("mean", "lo-80", "hi-80", "lo-95", "hi-95")),
             strict=True,
         ):
@@ -437,7 +366,7 @@ class SalesML:
             zip(quarters["unique_id"].tolist(), quarters["level"].astype(str).tolist(), strict=True)
         )
         levels.update(zip(periods["unique_id"].tolist(), periods["level"].astype(str).tolist(), strict=True))
-        ref = _ref(champ, cutoff)
+        ref = model_ref(champ, cutoff)
         results = [
             ForecastNode(
                 node=uid,
@@ -475,17 +404,23 @@ class SalesML:
                 }
                 for _, r in table.iterrows()
             ],
-            **_ref(champ, cutoff),
+            **model_ref(champ, cutoff),
         )
 
     # -- operations -------------------------------------------------------------------------------------
 
     @bentoml.api(route="/admin/reload", input_spec=EmptyRequest)
-    def reload(self) -> ReloadResponse:
-        """Re-resolve the champions and swap them in at once; requests in flight finish on the old versions."""
-        status = self.store.refresh().status()
-        gc.unfreeze()  # the replaced models become collectable
-        _settle_heap()
+    async def reload(self) -> ReloadResponse:
+        """Re-resolve the champions, load them beside the served ones and swap them in at once.
+
+        The loading runs on a thread of its own, so requests go on being answered by the old versions meanwhile
+        (each request keeps the version it started with). No full collection afterwards: it would pause every
+        request (see ``_settle_heap``); the new models join the frozen heap, the replaced ones are freed by
+        reference counting (cyclic garbage among them stays until a restart; benchmarks/README.md measures it).
+        """
+        snapshot = await asyncio.to_thread(self.store.refresh)
+        gc.freeze()
+        status = snapshot.status()
         return ReloadResponse(ready=status["ready"], models=status["models"])
 
     def models_info(self) -> list[dict[str, Any]]:

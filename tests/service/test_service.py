@@ -179,6 +179,35 @@ def test_leads_match_the_library_and_one_bad_lead_does_not_sink_the_batch(
     assert missing_id.status_code == 400 and "leads.0.lead_id" in missing_id.json()["error"]
 
 
+def test_concurrent_lead_requests_scored_together_answer_as_each_alone(server: Server) -> None:
+    """Requests that arrive together are scored in one call (serving/batcher.py); each gets the answer it gets
+    alone, even when they use the same lead id, and a bad lead is numbered in its own request."""
+    sources, sizes = ["referral", "cold_call", "web"], ["large", "small", "medium"]
+    requests = [
+        {
+            "leads": [
+                {
+                    "lead_id": "L1",
+                    "features": {
+                        "source": sources[i % 3],
+                        "company_size": sizes[i // 3 % 3],
+                        "owner": f"R00{1 + i % 5}",
+                        "demo_requested": i % 2 == 0,
+                    },
+                }
+            ]
+        }
+        for i in range(24)
+    ]
+    requests[5]["leads"].append({"lead_id": "L2", "features": {"no_such_field": 1}})
+    alone = [server.post("/leads/score", body).json() for body in requests]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
+        together = list(pool.map(lambda body: server.post("/leads/score", body).json(), requests))
+    assert together == alone
+    assert len({r["results"][0]["probability"] for r in alone}) > 3  # the leads differ: not vacuous
+    assert "lead #1 (L2)" in alone[5]["results"][1]["error"]  # its position in its request
+
+
 def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> None:
     from training.forecast.serve_api import forecast_nodes, load_forecast, plan_target, quarter_totals
 
@@ -367,9 +396,11 @@ def test_reload_while_requests_are_in_flight_loses_none(server: Server, library:
 
     def call(_: int) -> tuple[int, str]:
         r = server.post("/churn/score", body)
-        return r.status_code, r.json()["results"][0].get(
-            "model_version", ""
-        ) if r.status_code == 200 else r.text
+        if r.status_code != 200:
+            return r.status_code, r.text
+        used = {item["model_version"] for item in r.json()["results"]}
+        assert len(used) == 1, used  # one version per answer, even while a reload swaps them
+        return r.status_code, used.pop()
 
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:

@@ -105,3 +105,25 @@ def test_any_batch_in_any_order_scores_as_the_slow_path(fast, expected, data: st
     got = fast(list(batch))
     assert got.index.tolist() == [r["lead_id"] for r in batch]
     np.testing.assert_allclose(got.to_numpy(), [want[r["lead_id"]] for r in batch], rtol=0, atol=1e-12)
+
+
+def test_a_batch_above_the_look_up_size_scores_as_its_leads_alone(champion, expected) -> None:
+    """Text columns of a few rows are encoded by look-up, of more rows by pandas (training.classifier.scoring
+    SMALL_ROWS): both give the same probabilities and the same reasons."""
+    from training.classifier.scoring import SMALL_ROWS
+
+    loaded, dataset = champion
+    context = new_lead_context(dataset)
+    records, _ = expected
+    many = [
+        {**r, "lead_id": f"{r['lead_id']}-{k}"}
+        for k in range(SMALL_ROWS // len(records) + 2)
+        for r in records
+    ]
+    assert len(many) > SMALL_ROWS
+    together = PRODUCTS["lead_score"].score_rows(loaded, many, context=context).set_index("lead_id")
+    alone = pd.concat([PRODUCTS["lead_score"].score_rows(loaded, [r], context=context) for r in many])
+    alone = alone.set_index("lead_id").loc[together.index]
+    np.testing.assert_allclose(together["probability"], alone["probability"], rtol=0, atol=1e-12)
+    assert together["reasons"].tolist() == alone["reasons"].tolist()
+    assert together["band"].tolist() == alone["band"].tolist()

@@ -120,7 +120,10 @@ class LinearPart:
 
     def margin_and_contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Log-odds (rows) and per-feature contributions (rows x features) for prepared rows ``X``."""
-        Z = np.asarray(self.pipeline.named_steps["prepare"].transform(X), dtype=float)
+        return self.from_prepared(np.asarray(self.pipeline.named_steps["prepare"].transform(X), dtype=float))
+
+    def from_prepared(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`margin_and_contributions` of columns already prepared (:class:`~training.classifier.lean.LeanLinear`)."""
         C = (Z - self.center) * self.coef
         return self.base + C.sum(axis=1), C @ self.assign
 

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from features.errors import SalesmlError
 from training.classifier.calibration import Calibrator, sigmoid
-from training.classifier.lean import LeanInput, prediction_threads
+from training.classifier.lean import LeanInput, LeanLinear, prediction_threads
 from training.classifier.pipelines import LinearPart
 
 __all__ = ["EncodedRows", "ScoringModel"]
@@ -79,6 +79,7 @@ class ScoringModel:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_lean_cache", None)  # rebuilt from the pipeline on first use
+        state.pop("_lean_linear_cache", None)
         return state
 
     def _lean(self) -> LeanInput | None:
@@ -121,6 +122,12 @@ class ScoringModel:
         texts = np.empty((n, len(self.categorical)), dtype=object)
         base = len(self.numeric)
         for j, col in enumerate(self.categorical):
+            if n <= SMALL_ROWS and _is_text(raw := frame[col].to_numpy(dtype=object)):
+                # a few rows of plain text (what a request sends): looked up, without pandas' per-call cost
+                codes = lean.code_of[j]
+                M[:, base + j] = [codes.get(v, np.nan) if type(v) is str else np.nan for v in raw]
+                texts[:, j] = [v if type(v) is str else np.nan for v in raw]
+                continue
             s = frame[col].astype("string").astype(object)  # as prepare() + ToCategory: value -> text
             codes = pd.Categorical(s, categories=lean.categories[j]).codes
             mapped = lean.remap[j][codes]  # ToCategory's code -> the booster's code (-1: missing / unseen)
@@ -144,9 +151,25 @@ class ScoringModel:
         )
 
     def _linear(self, enc: EncodedRows) -> tuple[np.ndarray, np.ndarray]:
-        """The linear part's log-odds and contributions (the prepared frame rebuilt from lean rows)."""
+        """The linear part's log-odds and contributions: its preparation on the encoded arrays
+        (:class:`LeanLinear`), or the pipeline's on the prepared frame (rebuilt from lean rows)."""
+        linear = self.linear
+        lean = self._lean_linear()
+        if lean is not None:
+            return linear.from_prepared(lean.transform(enc.numbers, enc.texts))  # type: ignore[union-attr]
         frame = enc.prepared if enc.prepared is not None else self._frame(enc)
-        return self.linear.margin_and_contributions(frame)  # type: ignore[union-attr]
+        return linear.margin_and_contributions(frame)  # type: ignore[union-attr]
+
+    def _lean_linear(self) -> LeanLinear | None:
+        cached = self.__dict__.get("_lean_linear_cache")
+        if cached is not None and cached[0] is self.linear:
+            return cached[1]
+        lean = None
+        if self.linear is not None and hasattr(self.linear, "from_prepared"):
+            prepare = self.linear.pipeline.named_steps["prepare"]
+            lean = LeanLinear.build(prepare, self.numeric, self.categorical)
+        self.__dict__["_lean_linear_cache"] = (self.linear, lean)
+        return lean
 
     def _raw(self, enc: EncodedRows) -> np.ndarray:
         """Uncalibrated probabilities (no contributions: the cheap path for :meth:`predict_proba`)."""
@@ -240,6 +263,15 @@ class EncodedRows:
             self.numbers[pos],
             self.texts[pos],
         )
+
+
+# Up to this many rows, text columns are encoded by look-up (see ScoringModel.encode); beyond, by pandas.
+SMALL_ROWS = 64
+
+
+def _is_text(values: np.ndarray) -> bool:
+    """Only str and missing (None, float NaN): values whose text is themselves, as pandas' "string" gives it."""
+    return all(type(v) is str or v is None or (type(v) is float and v != v) for v in values)
 
 
 def _fmt_numbers(values: np.ndarray) -> list[str]:
