@@ -4,6 +4,9 @@ Starts ``salesml serve`` on a free loopback port against the champions of ``SALE
 trains walmart / cdnow / bank-marketing; see benchmarks/README.md), then, open loop (requests sent at a fixed
 rate whatever the answers' speed, bounded by count and time):
 
+(the open loop is ``benchmarks/_load.py``, a raw HTTP/1.1 client: httpx's own cost saturated the load generator
+at 300 requests a second)
+
 1. ``/leads/score``, one lead per request (the data set's leads, round robin) at ``--lead-rate`` for ``--seconds``;
 2. ``/leads/score`` with 1,000 leads per request (sequential requests);
 3. ``/churn/score``, one customer id per request at ``--churn-rate``;
@@ -34,6 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from _load import encode, open_loop
 from _serve import served
 
 
@@ -46,43 +50,6 @@ def _summary(values: list[float]) -> dict[str, float]:
         "p99_ms": float(np.percentile(ms, 99)),
         "max_ms": float(ms.max()),
     }
-
-
-async def _open_loop(
-    url: str, body_of: Callable[[int], dict], rate: float, seconds: float, during: Callable | None = None
-) -> tuple[list[float], int, list[dict]]:
-    """Send ``rate`` requests per second for ``seconds`` (open loop); latencies, errors and the answers."""
-    latencies: list[float] = []
-    answers: list[dict] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-
-        async def one(i: int) -> None:
-            nonlocal errors
-            t0 = time.perf_counter()
-            try:
-                r = await client.post(url, json=body_of(i))
-                ok = r.status_code == 200
-                if ok:
-                    answers.append(r.json())
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - t0)
-            errors += 0 if ok else 1
-
-        side = asyncio.create_task(during(client)) if during else None
-        start = time.perf_counter()
-        tasks = []
-        for i in range(int(rate * seconds)):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        if side:
-            await side
-    return latencies, errors, answers
 
 
 def _sequential(url: str, body: dict, repeats: int) -> list[float]:
@@ -163,7 +130,10 @@ def main() -> int:
             records = _lead_records(dataset, args.batch)
             one = lambda i: {"leads": [{"lead_id": f"L{i}", "features": records[i % len(records)]}]}  # noqa: E731
             _sequential(url + "/leads/score", one(0), 3)
-            lat, errors, _ = asyncio.run(_open_loop(url + "/leads/score", one, args.lead_rate, args.seconds))
+            wire = [encode(url + "/leads/score", one(i)) for i in range(len(records))]
+            lat, errors, _ = asyncio.run(
+                open_loop(url + "/leads/score", lambda i: wire[i % len(wire)], args.lead_rate, args.seconds)
+            )
             report["leads_one_open_loop"] = {"rate_per_s": args.lead_rate, "errors": errors, **_summary(lat)}
             batch = {"leads": [{"lead_id": f"B{i}", "features": r} for i, r in enumerate(records)]}
             report["leads_1000"] = {
@@ -186,8 +156,9 @@ def main() -> int:
         by_id = lambda i: {"customers": [{"customer_id": ids[i % len(ids)]}]}  # noqa: E731
         if "churn" in parts:
             _sequential(url + "/churn/score", by_id(0), 3)
+            wire = [encode(url + "/churn/score", by_id(i)) for i in range(len(ids))]
             lat, errors, _ = asyncio.run(
-                _open_loop(url + "/churn/score", by_id, args.churn_rate, args.seconds)
+                open_loop(url + "/churn/score", lambda i: wire[i % len(wire)], args.churn_rate, args.seconds)
             )
             report["churn_one_open_loop"] = {"rate_per_s": args.churn_rate, "errors": errors, **_summary(lat)}
             batch_ids = (ids * (args.batch // len(ids) + 1))[: args.batch]
@@ -213,8 +184,9 @@ def main() -> int:
             nodes = art.nodes["unique_id"].tolist()[:100]
             body = {"nodes": nodes}
             _sequential(url + "/forecast", body, 3)
+            wire_one = encode(url + "/forecast", body)
             lat, errors, _ = asyncio.run(
-                _open_loop(url + "/forecast", lambda i: body, args.forecast_rate, args.seconds / 2)
+                open_loop(url + "/forecast", lambda i: wire_one, args.forecast_rate, args.seconds / 2)
             )
             report["forecast_100_open_loop"] = {
                 "nodes": len(nodes),
@@ -239,20 +211,34 @@ def main() -> int:
         if "reload" in parts:
             reloads: list[float] = []
 
-            async def reload_thrice(client: httpx.AsyncClient) -> None:
+            async def reload_thrice() -> None:
                 start = time.perf_counter()
-                for at in (0.2, 0.5, 0.8):  # at 20 %, 50 % and 80 % of the run
-                    await asyncio.sleep(max(0.0, start + args.reload_seconds * at - time.perf_counter()))
-                    t0 = time.perf_counter()
-                    r = await client.post(url + "/admin/reload", json={}, timeout=120)
-                    assert r.status_code == 200, r.text[:300]
-                    reloads.append(time.perf_counter() - t0)
+                async with httpx.AsyncClient(timeout=120) as client:
+                    for at in (0.2, 0.5, 0.8):  # at 20 %, 50 % and 80 % of the run
+                        await asyncio.sleep(max(0.0, start + args.reload_seconds * at - time.perf_counter()))
+                        t0 = time.perf_counter()
+                        r = await client.post(url + "/admin/reload", json={})
+                        assert r.status_code == 200, r.text[:300]
+                        reloads.append(time.perf_counter() - t0)
 
-            pair = lambda i: {
-                "customers": [{"customer_id": ids[i % len(ids)]}, {"customer_id": ids[(i + 1) % len(ids)]}]
-            }  # noqa: E731
+            def pair(i: int) -> dict:
+                return {
+                    "customers": [
+                        {"customer_id": ids[i % len(ids)]},
+                        {"customer_id": ids[(i + 1) % len(ids)]},
+                    ]
+                }
+
+            wire = [encode(url + "/churn/score", pair(i)) for i in range(len(ids))]
             lat, errors, answers = asyncio.run(
-                _open_loop(url + "/churn/score", pair, args.reload_rate, args.reload_seconds, reload_thrice)
+                open_loop(
+                    url + "/churn/score",
+                    lambda i: wire[i % len(wire)],
+                    args.reload_rate,
+                    args.reload_seconds,
+                    keep_answers=True,
+                    during=reload_thrice,
+                )
             )
             mixed = sum(
                 len({r["model_version"] for r in a["results"] if "model_version" in r}) > 1 for a in answers

@@ -181,18 +181,20 @@ def lead_record_features(
 
 def _like(partition: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:
     """Give a batch of raw leads the columns and types of the data set's leads table (JSON has no dates)."""
-    out = partition.copy()
+    columns: dict[str, Any] = {col: partition[col] for col in partition.columns}
     for col, kind in dtypes.items():
         if col == OUTCOME:
             continue
-        if col not in out.columns:
-            out[col] = pd.Series([np.nan] * len(out), index=out.index)
+        if col not in columns:
+            columns[col] = pd.Series([np.nan] * len(partition), index=partition.index)
+        s = columns[col]
         if pd.api.types.is_bool_dtype(kind) or pd.api.types.is_numeric_dtype(kind):
-            if out[col].dtype != np.float64:  # not yet numbers (leads_from_records converts the numeric ones)
-                values = out[col].map(lambda v: float(v) if isinstance(v, bool) else v)
-                out[col] = pd.to_numeric(values, errors="coerce").astype(float)
+            if s.dtype != np.float64:  # not yet numbers (leads_from_records converts the numeric ones)
+                values = s.map(lambda v: float(v) if isinstance(v, bool) else v)
+                columns[col] = pd.to_numeric(values, errors="coerce").astype(float)
         elif pd.api.types.is_datetime64_any_dtype(kind):
-            out[col] = pd.to_datetime(out[col], errors="coerce")
+            columns[col] = pd.to_datetime(s, errors="coerce")
         elif col != LEAD_ID:
-            out[col] = out[col].astype(object).where(out[col].notna(), np.nan)
-    return out
+            columns[col] = s.astype(object).where(s.notna(), np.nan)
+    # built once: a column set on a frame one by one costs ~0.2 ms each
+    return pd.DataFrame(columns, index=partition.index, columns=list(columns))

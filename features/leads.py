@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -257,26 +257,30 @@ def lead_features(
         else:
             extra.append(_period_block(frame, table.period_columns, options.prior_strength))
     numeric, categorical = [], []
+    # The columns are typed into a dict and the frame built once (a column set on a frame one by one costs
+    # ~0.2 ms each, the larger part of featurising one lead).
+    columns: dict[str, Any] = {col: frame[col] for col in frame.columns}
     for col in frame.columns:
         if col in excluded or col in (DECISION_TIME, LABEL):
             continue
         s = frame[col]
         if pd.api.types.is_bool_dtype(s) or s.dtype == "boolean" or pd.api.types.is_numeric_dtype(s):
-            frame[col] = s.astype(float)
+            columns[col] = s.astype(float)
             numeric.append(col)
         else:
-            frame[col] = s.astype("string").astype(object).where(s.notna(), np.nan)
+            columns[col] = s.astype("string").astype(object).where(s.notna(), np.nan)
             categorical.append(col)
     for block in extra:
         for col in block.columns:
-            frame[col] = block[col].astype(float).to_numpy()
+            columns[col] = block[col].astype(float).to_numpy()
             numeric.append(col)
     # Only the id, the clock, the label and the candidates leave this function (plus the creation date, for
     # the age of open leads): post-outcome columns cannot reach a model by accident.
     keep = [LEAD_ID, DECISION_TIME, LABEL, *numeric, *categorical]
     if CREATED_AT in frame.columns:
         keep.append(CREATED_AT)
-    return frame[keep].reset_index(drop=True), numeric, categorical, excluded
+    out = pd.DataFrame({col: columns[col] for col in keep}, index=frame.index, columns=keep)
+    return out.reset_index(drop=True), numeric, categorical, excluded
 
 
 def _period_block(frame: pd.DataFrame, period_columns: list[str], prior_strength: float) -> pd.DataFrame:
