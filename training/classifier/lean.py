@@ -158,7 +158,7 @@ class LeanLinear:
                 out = np.asarray(ohe.transform(probe), dtype=np.float64)
             start = 0
             infrequent = getattr(ohe, "infrequent_categories_", [None] * len(cats))
-            for j, (c, rare) in enumerate(zip(cats, infrequent, strict=True)):
+            for c, rare in zip(cats, infrequent, strict=True):
                 width = len(c) - (len(rare) - 1 if rare is not None else 0)
                 block = out[:, start : start + width]
                 onehot.append({str(v): block[i].copy() for i, v in enumerate(c)})
