@@ -165,7 +165,8 @@ def lead_record_features(
     """
     partition = _like(leads_from_records(records, context.table), context.dtypes)
     if context.time_kind != "datetime":  # new leads come after every known row
-        partition[DECISION_TIME] = context.n_leads + np.arange(1, len(partition) + 1)
+        # each is the single next row after the data, whatever else is in the batch (its as_of too)
+        partition[DECISION_TIME] = np.full(len(partition), context.n_leads + 1, dtype=np.int64)
     frame, _, _, _ = lead_features(
         partition,
         context.table,

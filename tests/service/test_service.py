@@ -206,6 +206,9 @@ def test_concurrent_lead_requests_scored_together_answer_as_each_alone(server: S
     assert together == alone
     assert len({r["results"][0]["probability"] for r in alone}) > 3  # the leads differ: not vacuous
     assert "lead #1 (L2)" in alone[5]["results"][1]["error"]  # its position in its request
+    assert (
+        len({r["results"][0]["as_of"] for r in together}) == 1
+    )  # every new lead is decided at the data's end
 
 
 def test_forecast_and_plan_match_the_library(server: Server, library: Path) -> None:

@@ -10,6 +10,7 @@ lead; seeded random subsets and permutations of the leads must reproduce them to
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -127,3 +128,23 @@ def test_a_batch_above_the_look_up_size_scores_as_its_leads_alone(champion, expe
     np.testing.assert_allclose(together["probability"], alone["probability"], rtol=0, atol=1e-12)
     assert together["reasons"].tolist() == alone["reasons"].tolist()
     assert together["band"].tolist() == alone["band"].tolist()
+
+
+@pytest.mark.slow
+def test_row_ordered_leads_are_each_the_next_row_whatever_the_batch(shared_data: Path) -> None:
+    """bank-marketing (no dates, rows in time order): every new lead of a batch is decided right after the data
+    (the same decision time, so the same ``as_of``), and its feature row is the one it gets alone."""
+    from features.lead_records import lead_record_features
+    from features.spec import Role
+
+    dataset = load_dataset("bank-marketing")
+    context = new_lead_context(dataset)
+    leads = dataset.table(Role.leads)
+    table = dataset.spec.table_of(Role.leads)[1]
+    skip = {"lead_id", "outcome", "closed_at", *table.post_outcome}
+    raw = leads.drop(columns=[c for c in skip if c in leads]).tail(5).to_json(orient="records")
+    records = [{**r, "lead_id": f"N{i}"} for i, r in enumerate(json.loads(raw))]  # JSON, as a CRM sends
+    together, _ = lead_record_features(records, context)
+    assert set(together["decision_time"]) == {context.n_leads + 1}
+    alone = pd.concat([lead_record_features([r], context)[0] for r in records], ignore_index=True)
+    pd.testing.assert_frame_equal(together, alone[together.columns])
