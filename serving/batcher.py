@@ -117,4 +117,4 @@ def _resolve(job: _Job[Any], *, value: Any = None, error: BaseException | None =
     try:
         job.loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the request's event loop has closed
-        logger.debug("%s: a job's event loop closed before its result", "batcher")
+        logger.debug("a job's event loop closed before its result")

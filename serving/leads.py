@@ -1,10 +1,11 @@
 """``/leads/score`` requests -> the product contract's ``score_rows`` -> :class:`~serving.schemas.LeadResult`.
 
 An id repeated in a request is refused here, per item; the other leads are handed to the service's
-:class:`~serving.batcher.MicroBatcher`, which checks and scores the leads of every waiting request in one call of
-:func:`score_lead_items` (a lead that breaks a rule is its own error entry, numbered in its request). A lead's score does not depend on
-the other leads of the call (tested), so merging requests changes no answer; ids are replaced by positions for
-the merged call (two requests may both send ``lead-1``) and given back in the results.
+:class:`~serving.batcher.MicroBatcher`, which checks and scores the leads of every waiting request in one call
+of :func:`score_lead_items` (a lead that breaks a rule is its own error entry, numbered in its request). A
+lead's score does not depend on the other leads of the call (tested), so merging requests changes no answer;
+ids are replaced by positions for the merged call (two requests may both send ``lead-1``) and given back in the
+results.
 """
 
 from __future__ import annotations
