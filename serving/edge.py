@@ -159,13 +159,15 @@ class EdgeMiddleware:
             await _json(send, start.get("status", 500), readable_error(b"".join(chunks)))
             return
         from serving.openapi import complete_document
-        from serving.schemas import ModelInfo
+        from serving.schemas import ModelInfo, max_batch
 
         service = _current_service()
         doc = complete_document(
             json.loads(b"".join(chunks)),
             token_required=bool(os.environ.get("SALESML_API_TOKEN")),
-            max_batch=env_positive_int("SALESML_MAX_BATCH", 10_000),
+            max_batch=max_batch(),
+            open_paths=OPEN_PATHS,
+            model_paths=set(MODEL_OF_PATH),
             forecast_nodes=_forecast_nodes(service),
             model_info_schema=ModelInfo.model_json_schema(ref_template="#/components/schemas/{model}"),
         )

@@ -15,7 +15,7 @@ Plain functions over dicts: no BentoML here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 __all__ = ["ENUM_LIMIT", "complete_document", "to_openapi_30"]
@@ -25,8 +25,6 @@ __all__ = ["ENUM_LIMIT", "complete_document", "to_openapi_30"]
 ENUM_LIMIT = 1_000
 REF = "#/components/schemas/{}"
 BATCHES = {"/churn/score": "customers", "/leads/score": "leads", "/forecast": "nodes"}
-MODEL_PATHS = ("/churn/score", "/leads/score", "/forecast", "/plan")
-OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/metrics")
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -126,6 +124,8 @@ def complete_document(
     *,
     token_required: bool,
     max_batch: int,
+    open_paths: Collection[str],
+    model_paths: Collection[str],
     forecast_nodes: Any | None = None,
     model_info_schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -135,6 +135,8 @@ def complete_document(
         doc: BentoML's document (``Service.openapi_spec.asdict()``, as BentoML serves it).
         token_required: ``SALESML_API_TOKEN`` is set: every path but the probes needs ``Authorization: Bearer``.
         max_batch: items per request (``SALESML_MAX_BATCH``).
+        open_paths: the paths open without the token (the edge's ``OPEN_PATHS``).
+        model_paths: the paths answered 503 while their model is not served (the edge's ``MODEL_OF_PATH``).
         forecast_nodes: the served forecast's node table (``unique_id``, ``level``), for the enums of levels and
             nodes; None when no forecast is served.
         model_info_schema: the JSON Schema of one ``GET /models`` entry.
@@ -165,22 +167,22 @@ def complete_document(
         if "/plan" in paths and len(ids) <= ENUM_LIMIT:
             _body(paths["/plan"]["post"])["properties"]["node"]["enum"] = ids
 
-    auth = {401: _error(401, {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}})}
+    auth = {"401": _error(401, {"WWW-Authenticate": {"schema": {"type": "string", "enum": ["Bearer"]}}})}
     for path, method, op in _operations(doc):
         if "requestBody" in op and path != "/admin/reload":  # reload takes no body or {}
             op["requestBody"]["required"] = True
         ok = op.get("responses", {}).get("200") or op.get("responses", {}).get(200) or {}
         responses: dict[Any, Any] = {"200": ok}
-        if path in OPEN_PATHS:
+        if path in open_paths:
             op["security"] = []
         elif token_required:
-            responses.update({str(k): v for k, v in auth.items()})
+            responses.update(auth)
         if method == "post":
             for status in (400, 413, 415):
                 responses[str(status)] = _error(status)
             if path in ("/forecast", "/plan"):
                 responses["404"] = _error(404)
-            if path in MODEL_PATHS:
+            if path in model_paths:
                 responses["503"] = _error(503)
             responses["504"] = _error(504)
         op["responses"] = responses
@@ -218,7 +220,7 @@ def complete_document(
         }
         responses = {"200": models_ok, "503": _error(503)}
         if token_required:
-            responses.update({str(k): v for k, v in auth.items()})
+            responses.update(auth)
         paths["/models"] = {
             "get": {"tags": ["Service APIs"], "description": "The served champions.", "responses": responses}
         }

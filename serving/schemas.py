@@ -11,7 +11,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from features.settings import env_positive_int
+
 __all__ = [
+    "max_batch",
     "ChurnResult",
     "ChurnScoreRequest",
     "EmptyRequest",
@@ -33,6 +36,13 @@ __all__ = [
 
 # Taken as sent (no stripping), so the document's length bounds are the ones the server checks.
 Id = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def max_batch() -> int:
+    """Items per request (``SALESML_MAX_BATCH``): checked by the endpoints, stated by the served document."""
+    return env_positive_int("SALESML_MAX_BATCH", 10_000)
+
+
 FeatureValue = float | int | str | bool | None
 
 

@@ -45,6 +45,7 @@ from serving.schemas import (
     LeadScoreRequest,
     PlanRequest,
     PlanResponse,
+    max_batch,
 )
 
 with bentoml.importing():
@@ -166,15 +167,11 @@ def _load_forecast(path: Path, meta: dict[str, Any]) -> Any:
 LOADERS = {"sales_forecast": _load_forecast, "churn_risk": _load_churn, "lead_score": _load_leads}
 
 
-def _max_batch() -> int:  # the OpenAPI document states the same limit (serving/edge.py)
-    return env_positive_int("SALESML_MAX_BATCH", 10_000)
-
-
 def _check_batch(items: list[Any], field: str) -> None:
     if not items:
         raise BadRequest(f"{field}: the batch is empty; send at least one item")
-    if len(items) > _max_batch():
-        raise BadRequest(f"{field}: {len(items)} items is above the limit of {_max_batch()} per request")
+    if len(items) > max_batch():
+        raise BadRequest(f"{field}: {len(items)} items is above the limit of {max_batch()} per request")
 
 
 _Q_FIELDS = ("actual_to_date", "mean", "median", "lo_80", "hi_80", "lo_95", "hi_95")
@@ -208,7 +205,7 @@ class SalesML:
     def __init__(self) -> None:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
         self.store = ChampionStore(LOADERS)
-        self.lead_batcher = MicroBatcher(score_lead_items, max_items=_max_batch(), name="lead-scoring")
+        self.lead_batcher = MicroBatcher(score_lead_items, max_items=max_batch(), name="lead-scoring")
         snapshot = self.store.refresh()
         for name, problem in snapshot.problems.items():
             logger.warning("model %s not served: %s", name, problem)

@@ -13,7 +13,7 @@ import pandas as pd
 import pydantic
 import pytest
 
-from serving.edge import EdgeMiddleware
+from serving.edge import MODEL_OF_PATH, OPEN_PATHS, EdgeMiddleware
 from serving.openapi import ENUM_LIMIT, complete_document, to_openapi_30
 from serving.schemas import ChurnScoreRequest, ForecastRequest, LeadScoreRequest, ModelInfo, PlanRequest
 
@@ -58,7 +58,13 @@ def body_schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def complete(doc: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    args = {"token_required": True, "max_batch": 50, "forecast_nodes": NODES}
+    args = {
+        "token_required": True,
+        "max_batch": 50,
+        "open_paths": OPEN_PATHS,
+        "model_paths": set(MODEL_OF_PATH),
+        "forecast_nodes": NODES,
+    }
     return complete_document(doc, **{**args, **kw}, model_info_schema=ModelInfo.model_json_schema())
 
 

@@ -165,7 +165,7 @@ class ScoringModel:
         if cached is not None and cached[0] is self.linear:
             return cached[1]
         lean = None
-        if self.linear is not None and hasattr(self.linear, "from_prepared"):
+        if self.linear is not None:
             prepare = self.linear.pipeline.named_steps["prepare"]
             lean = LeanLinear.build(prepare, self.numeric, self.categorical)
         self.__dict__["_lean_linear_cache"] = (self.linear, lean)
