@@ -99,10 +99,15 @@ def lead_record_errors(
     for col, expected in typed.items():
         if not any(col in records[i] for i in ok):
             continue
-        values = pd.Series([records[i].get(col) for i in ok], index=ok, dtype=object)
-        _, bad = convert_lead_values(values, col)
-        for i in bad[bad].index:
-            shown = _plain(values[i])
+        raw = [records[i].get(col) for i in ok]
+        floats = _plain_floats(raw) if col != CREATED_AT else None
+        if floats is not None:  # numbers and nothing (what JSON gives): only an infinity breaks the rule
+            bad_at = [ok[k] for k in np.flatnonzero(np.isinf(floats))]
+        else:
+            _, bad = convert_lead_values(pd.Series(raw, index=ok, dtype=object), col)
+            bad_at = [int(i) for i in bad[bad].index]
+        for i in bad_at:
+            shown = _plain(records[i].get(col))
             rule = (
                 f"a date between {EARLIEST_LEAD_DATE} and {LATEST_LEAD_DATE}"
                 if col == CREATED_AT
@@ -141,7 +146,16 @@ def convert_lead_values(values: pd.Series, col: str) -> tuple[pd.Series, pd.Seri
 def _plain_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
     """:func:`convert_lead_values` of a column that holds only numbers and missing values (what JSON gives), as
     floats without pandas' per-value conversion; None for anything else (text, true / false, big integers)."""
-    raw = values.to_numpy(dtype=object)
+    out = _plain_floats(values.to_numpy(dtype=object))
+    if out is None:
+        return None
+    bad = np.isinf(out)
+    out[bad] = np.nan
+    return pd.Series(out, index=values.index), pd.Series(bad, index=values.index)
+
+
+def _plain_floats(raw: Sequence[Any]) -> np.ndarray | None:
+    """Values that are all numbers or None as floats (None: NaN), else None (text, true / false, big integers)."""
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(raw):
         if v is None:
@@ -150,9 +164,7 @@ def _plain_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
             out[i] = v
         else:
             return None
-    bad = np.isinf(out)
-    out[bad] = np.nan
-    return pd.Series(out, index=values.index), pd.Series(bad, index=values.index)
+    return out
 
 
 def _plain(value: Any) -> Any:

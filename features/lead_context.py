@@ -14,8 +14,10 @@ exactly what the function above it gives for rows decided at that moment (tests/
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -230,16 +232,28 @@ class RatesAsOf:
 
     def __call__(self, partition: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         """``{key}_win_rate`` and ``{key}_closed_deals`` per key, aligned with ``partition`` (look-ups only)."""
-        prior = self.wins / max(self.deals, 1.0) if self.deals > 0 else np.nan
-        out = pd.DataFrame(index=pd.RangeIndex(len(partition)))
-        for key in keys:
-            values, deals, wins = self.groups[key]
-            pos = values.get_indexer(partition[key].to_numpy(dtype=object))
-            n = np.where(pos >= 0, deals[pos], 0.0) if len(values) else np.zeros(len(partition))
-            w = np.where(pos >= 0, wins[pos], 0.0) if len(values) else np.zeros(len(partition))
-            out[f"{key}_win_rate"] = _smoothed(w, n, prior, self.prior_strength)
-            out[f"{key}_closed_deals"] = n
+        values = {key: partition[key].to_numpy(dtype=object) for key in keys}
+        out = pd.DataFrame(self.look_up(values, len(partition)), index=pd.RangeIndex(len(partition)))
         out.index = partition.index
+        return out
+
+    @cached_property
+    def _positions(self) -> dict[str, dict[Any, int]]:
+        """key -> value -> its position in ``groups[key]`` (made once, on first use)."""
+        return {key: {v: i for i, v in enumerate(values)} for key, (values, _, _) in self.groups.items()}
+
+    def look_up(self, values: Mapping[str, Sequence[Any]], n: int) -> dict[str, np.ndarray]:
+        """The columns of :meth:`__call__` for ``n`` rows given each key's values (missing or unknown: none)."""
+        prior = self.wins / max(self.deals, 1.0) if self.deals > 0 else np.nan
+        out: dict[str, np.ndarray] = {}
+        for key, column in values.items():
+            _, deals, wins = self.groups[key]
+            at = self._positions[key]
+            pos = np.fromiter((at.get(v, -1) for v in column), dtype=np.int64, count=n)  # as get_indexer
+            n_deals = np.where(pos >= 0, deals[pos], 0.0) if len(deals) else np.zeros(n)
+            n_wins = np.where(pos >= 0, wins[pos], 0.0) if len(deals) else np.zeros(n)
+            out[f"{key}_win_rate"] = _smoothed(n_wins, n_deals, prior, self.prior_strength)
+            out[f"{key}_closed_deals"] = n_deals
         return out
 
 
@@ -269,11 +283,19 @@ class ActivitiesAsOf:
 
     def __call__(self, partition: pd.DataFrame) -> pd.DataFrame:
         """One ``n_{type}`` column per type, aligned with ``partition`` (by ``lead_id``; 0 for unknown ids)."""
-        pos = self.counts.index.get_indexer(partition[LEAD_ID].to_numpy(dtype=object))
-        out = pd.DataFrame(index=partition.index)
+        return pd.DataFrame(self.look_up(partition[LEAD_ID].to_numpy(dtype=object)), index=partition.index)
+
+    @cached_property
+    def _positions(self) -> dict[Any, int]:
+        return {v: i for i, v in enumerate(self.counts.index)}
+
+    def look_up(self, lead_ids: Sequence[Any]) -> dict[str, np.ndarray]:
+        """The columns of :meth:`__call__` for the given lead ids."""
+        pos = np.fromiter((self._positions.get(v, -1) for v in lead_ids), dtype=np.int64, count=len(lead_ids))
+        out = {}
         for t in self.types:
             col = self.counts[t].to_numpy()
-            out[f"n_{t}"] = np.where(pos >= 0, col[pos], 0.0) if len(col) else 0.0
+            out[f"n_{t}"] = np.where(pos >= 0, col[pos], 0.0) if len(col) else np.zeros(len(pos))
         return out
 
 
@@ -329,10 +351,36 @@ class NextPeriod:
             for col in self.period_columns:
                 text = keys[col].astype("string").fillna(_MISSING).to_numpy(dtype=object)
                 goes_on &= text[1:] == text[0]
+        return pd.DataFrame(self.rows(goes_on), index=frame.index, columns=self.started.index)
+
+    @cached_property
+    def last_text(self) -> tuple[str, ...] | None:
+        """The last row's period columns as :meth:`__call__` compares them with a batch of texts (missing:
+        a value of its own); None without rows."""
+        if self.continued is None:
+            return None
+        probe = pd.DataFrame({c: ["text"] for c in self.period_columns}, dtype=object)
+        keys = pd.concat([self.last, probe], ignore_index=True)
+        return tuple(keys[c].astype("string").fillna(_MISSING).iloc[0] for c in self.period_columns)
+
+    def goes_on(self, texts: Sequence[Sequence[str | None]]) -> np.ndarray:
+        """Per row, whether it continues the last period, from its period columns as texts (None: missing)."""
+        last = self.last_text
+        if last is None:
+            return np.zeros(len(texts), dtype=bool)
+        return np.array(
+            [
+                all((v if v is not None else _MISSING) == t for v, t in zip(row, last, strict=True))
+                for row in texts
+            ],
+            dtype=bool,
+        )
+
+    def rows(self, goes_on: np.ndarray) -> np.ndarray:
+        """The context (one row per entry, the columns of ``started``) of rows that do or do not go on."""
         started = self.started.to_numpy(dtype=float)
         continued = started if self.continued is None else self.continued.to_numpy(dtype=float)
-        values = np.where(goes_on[:, None], continued[None, :], started[None, :])
-        return pd.DataFrame(values, index=frame.index, columns=self.started.index)
+        return np.where(goes_on[:, None], continued[None, :], started[None, :])
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ import pandas as pd
 from features.errors import SalesmlError
 from features.inputs import convert_lead_values, lead_record_errors
 from features.lead_context import ActivitiesAsOf, KnownContext, NextPeriod, RatesAsOf
+from features.lead_rows import PlainLeadRows
 from features.leads import (
     DECISION_TIME,
     LABEL,
@@ -36,7 +38,13 @@ from features.leads import (
 from features.load import Dataset, join_lookups
 from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OUTCOME, Role, TableSpec
 
-__all__ = ["NewLeadContext", "lead_record_features", "leads_from_records", "new_lead_context"]
+__all__ = [
+    "NewLeadContext",
+    "check_lead_batch",
+    "lead_record_features",
+    "leads_from_records",
+    "new_lead_context",
+]
 
 
 def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:
@@ -49,20 +57,13 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
     Raises:
         SalesmlError: naming the record and the field (the first one that breaks a rule).
     """
-    rows = list(records)
-    if not rows:
-        raise SalesmlError("the lead batch is empty: send at least one lead with a 'lead_id'")
-    errors = lead_record_errors(rows, table)
-    if errors:
-        more = f" (and {len(errors) - 1} more lead(s))" if len(errors) > 1 else ""
-        raise SalesmlError(next(iter(errors.values())) + more)
+    return _leads_frame(check_lead_batch(records, table), table)
+
+
+def _leads_frame(rows: list[Mapping[str, Any]], table: TableSpec) -> pd.DataFrame:
+    """:func:`leads_from_records` of records already checked by :func:`check_lead_batch`."""
     frame = pd.DataFrame([dict(r) for r in rows])
     frame[LEAD_ID] = frame[LEAD_ID].astype(str)
-    dup = frame[LEAD_ID].duplicated(keep=False)
-    if dup.any():
-        raise SalesmlError(
-            f"lead_id must be unique in a batch; repeated: {sorted(set(frame.loc[dup, LEAD_ID]))}"
-        )
     frame[OUTCOME] = pd.Categorical(["open"] * len(frame), categories=["won", "lost", "open"])
     if CREATED_AT in frame.columns:
         created = convert_lead_values(frame[CREATED_AT].astype(object), CREATED_AT)[0]
@@ -71,6 +72,27 @@ def leads_from_records(records: Iterable[Mapping[str, Any]], table: TableSpec) -
         if col in frame.columns and kind == "numeric":
             frame[col] = convert_lead_values(frame[col].astype(object), col)[0].astype(float)
     return frame
+
+
+def check_lead_batch(records: Iterable[Mapping[str, Any]], table: TableSpec) -> list[Mapping[str, Any]]:
+    """The records of a batch that :func:`leads_from_records` accepts, as a list.
+
+    Raises:
+        SalesmlError: an empty batch, a record that breaks a rule of :func:`features.inputs.lead_record_errors`
+            (the first one named, with how many more), or repeated ids.
+    """
+    rows = list(records)
+    if not rows:
+        raise SalesmlError("the lead batch is empty: send at least one lead with a 'lead_id'")
+    errors = lead_record_errors(rows, table)
+    if errors:
+        more = f" (and {len(errors) - 1} more lead(s))" if len(errors) > 1 else ""
+        raise SalesmlError(next(iter(errors.values())) + more)
+    counts = Counter(str(r[LEAD_ID]) for r in rows)
+    repeated = sorted(k for k, n in counts.items() if n > 1)
+    if repeated:
+        raise SalesmlError(f"lead_id must be unique in a batch; repeated: {repeated}")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,8 @@ class NewLeadContext:
         rate_keys: the columns with point-in-time win rates.
         n_leads: rows in the leads table (row-ordered data: new leads come after them).
         known: their win rates, activity counts and period context as of then.
+        plain: how a few plain leads are featurised without the frame path (:mod:`features.lead_rows`), or
+            None where the data set needs it.
     """
 
     dataset: Dataset
@@ -96,6 +120,7 @@ class NewLeadContext:
     rate_keys: list[str]
     n_leads: int
     known: KnownContext
+    plain: PlainLeadRows | None = None
 
 
 def new_lead_context(dataset: Dataset, *, options: LeadSetOptions | None = None) -> NewLeadContext:
@@ -128,7 +153,7 @@ def new_lead_context(dataset: Dataset, *, options: LeadSetOptions | None = None)
             **{LABEL: outcome_labels(leads[OUTCOME])}
         )
         period = NextPeriod.after(history, table.period_columns, prior_strength=options.prior_strength)
-    return NewLeadContext(
+    context = NewLeadContext(
         dataset=dataset,
         table=table,
         dtypes=leads.dtypes,
@@ -138,6 +163,11 @@ def new_lead_context(dataset: Dataset, *, options: LeadSetOptions | None = None)
         n_leads=len(leads),
         known=KnownContext(rates=rates, activities=events, period=period),
     )
+    try:  # the frame path's output for a lead that sends only its id: the plain path's columns and types
+        template = _frame_features([{LEAD_ID: "a-lead-with-nothing-but-an-id"}], context)
+    except SalesmlError:
+        return context  # no lead can be scored through the frame path either; its errors say why, per batch
+    return replace(context, plain=PlainLeadRows.build(context, template))
 
 
 def lead_record_features(
@@ -163,7 +193,18 @@ def lead_record_features(
     Raises:
         SalesmlError: a record without ``lead_id``, an unknown field, a value of the wrong type, a repeated id.
     """
-    partition = _like(leads_from_records(records, context.table), context.dtypes)
+    rows = check_lead_batch(records, context.table)
+    frame = context.plain.frame(rows) if context.plain is not None else None
+    if frame is None:
+        frame = _frame_features(rows, context)
+    return frame, value_column(frame, context.table)
+
+
+def _frame_features(rows: list[Mapping[str, Any]], context: NewLeadContext) -> pd.DataFrame:
+    """:func:`lead_record_features`' rows through pandas: the batch typed as a frame, then
+    :func:`features.leads.lead_features` (the definition; :mod:`features.lead_rows` repeats it for plain
+    leads)."""
+    partition = _like(_leads_frame(rows, context.table), context.dtypes)
     if context.time_kind != "datetime":  # new leads come after every known row
         # each is the single next row after the data, whatever else is in the batch (its as_of too)
         partition[DECISION_TIME] = np.full(len(partition), context.n_leads + 1, dtype=np.int64)
@@ -177,7 +218,7 @@ def lead_record_features(
         lookups=context.dataset,
         known=context.known,
     )
-    return frame, value_column(frame, context.table)
+    return frame
 
 
 def _like(partition: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:

@@ -3,9 +3,8 @@
 An id repeated in a request is refused here, per item; the other leads are handed to the service's
 :class:`~serving.batcher.MicroBatcher`, which checks and scores the leads of every waiting request in one call
 of :func:`score_lead_items` (a lead that breaks a rule is its own error entry, numbered in its request). A
-lead's score does not depend on the other leads of the call (tested), so merging requests changes no answer;
-ids are replaced by positions for the merged call (two requests may both send ``lead-1``) and given back in the
-results.
+lead's score does not depend on the other leads of the call (tested), so merging requests changes no answer
+(two requests that both send ``lead-1`` have it scored in two rounds of the merged call, each under its id).
 """
 
 from __future__ import annotations
@@ -63,18 +62,23 @@ def score_lead_items(items: list[tuple[Any, LeadItem, int]]) -> list[LeadResult 
 
 
 def _score(champ: Any, leads: list[LeadItem]) -> list[LeadResult | ItemError]:
-    """One champion's leads; item by item only when the call as a whole is refused, so one bad lead never sinks
-    the rest."""
+    """One champion's leads, each scored under its own id (an id can hold activities): a merged call in which
+    two requests send the same id scores it in rounds, each id once per round. Item by item only when a call
+    as a whole is refused, so one bad lead never sinks the rest."""
     from training import score_columns as sc
     from training.products import PRODUCTS
 
     results: list[Any] = [None] * len(leads)
-    batches = [list(range(len(leads)))]
+    rounds: dict[int, list[int]] = {}
+    seen: Counter[str] = Counter()
+    for i, item in enumerate(leads):
+        rounds.setdefault(seen[item.lead_id], []).append(i)
+        seen[item.lead_id] += 1
+    batches = list(rounds.values())
+    cutoff = str(champ.meta.get("data_cutoff") or "")
     while batches:
         batch = batches.pop()
-        # positions as ids in a merged call; a lead alone keeps its own id (its error message names it)
-        keys = [str(i) for i in batch] if len(batch) > 1 else [leads[batch[0]].lead_id]
-        records = [{**leads[i].features, "lead_id": k} for i, k in zip(batch, keys, strict=True)]
+        records = [{**leads[i].features, "lead_id": leads[i].lead_id} for i in batch]
         try:
             scored = PRODUCTS["lead_score"].score_rows(
                 champ.model["loaded"], records, context=champ.model["context"]
@@ -85,10 +89,9 @@ def _score(champ: Any, leads: list[LeadItem]) -> list[LeadResult | ItemError]:
             else:
                 batches.extend([[i] for i in batch])
             continue
-        by_key = dict(zip(scored["lead_id"].astype(str), scored.to_dict("records"), strict=True))
-        cutoff = str(champ.meta.get("data_cutoff") or "")
-        for i, k in zip(batch, keys, strict=True):
-            row = by_key[k]
+        by_id = dict(zip(scored["lead_id"].astype(str), scored.to_dict("records"), strict=True))
+        for i in batch:
+            row = by_id[leads[i].lead_id]
             results[i] = LeadResult(
                 lead_id=leads[i].lead_id,
                 probability=float(row[sc.PROBABILITY]),

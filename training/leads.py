@@ -211,29 +211,28 @@ def _output(
     frame: pd.DataFrame, scoring: ScoringModel, value_col: str | None, dataset: str, version: str
 ) -> pd.DataFrame:
     """The published lead rows in the fixed names of :mod:`training.score_columns` (and ``age_days``)."""
-    pred = scoring.predict(frame).reset_index(drop=True)
-    probability = pred["probability"].to_numpy(dtype=float)
+    scored = scoring.score(scoring.encode(frame))  # arrays: a frame of them costs ~1 ms per call
+    probability = scored["probability"]
     value = (
         pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=float)
         if value_col is not None
         else np.full(len(frame), np.nan)
     )
-    out = pd.DataFrame(
-        {
-            LEAD_ID: frame[LEAD_ID].to_numpy(),
-            sc.PROBABILITY: probability,
-            sc.BAND: pred["band"].to_numpy(),
-            sc.REASONS: sc.reasons_json(sc.reason_lists(pred, len(pred))),
-            sc.VALUE: value,
-            sc.EXPECTED_VALUE: probability * value,
-            sc.AS_OF: frame[DECISION_TIME].to_numpy(),
-        }
-    )
+    n = len(frame)
+    columns = {
+        LEAD_ID: frame[LEAD_ID].to_numpy(),
+        sc.PROBABILITY: probability,
+        sc.BAND: scored["band"],
+        sc.REASONS: sc.reasons_json(sc.reason_lists(scored, n)),
+        sc.VALUE: value,
+        sc.EXPECTED_VALUE: probability * value,
+        sc.AS_OF: frame[DECISION_TIME].to_numpy(),
+    }
     if CREATED_AT in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[DECISION_TIME]):
-        out["age_days"] = (frame[DECISION_TIME] - frame[CREATED_AT]).dt.days.to_numpy()
-    return out.assign(
-        **{sc.DATASET: dataset, sc.MODEL_NAME: model_name(PRODUCT, dataset), sc.MODEL_VERSION: str(version)}
-    )
+        columns["age_days"] = (frame[DECISION_TIME] - frame[CREATED_AT]).dt.days.to_numpy()
+    names = {sc.DATASET: dataset, sc.MODEL_NAME: model_name(PRODUCT, dataset), sc.MODEL_VERSION: str(version)}
+    columns.update({k: np.full(n, v, dtype=object) for k, v in names.items()})
+    return pd.DataFrame(columns)  # one construction: each column set on a frame afterwards costs ~0.3 ms
 
 
 def score_leads(dataset: Dataset, scoring: ScoringModel, *, version: str) -> tuple[pd.DataFrame, str]:

@@ -565,3 +565,17 @@ def test_band_population_sets_the_thresholds_at_the_shares_of_the_rows_to_score(
         train_classifier(data_for(frame), FAST, band_population=riskier.head(0))
     with pytest.raises(SalesmlError, match="band_basis names the band_population"):
         train_classifier(data_for(frame), FAST, band_basis="riskier rows")
+
+
+def test_sigmoid_calibration_is_logistic_regressions_own_arithmetic() -> None:
+    """Calibrator.transform skips LogisticRegression's input checks; the probabilities are bit for bit its own."""
+    from training.classifier.calibration import Calibrator, logit
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.001, 0.999, 2_000)
+    y = (rng.random(2_000) < p**1.5).astype(int)
+    cal = Calibrator("sigmoid").fit(p, y)
+    fresh = np.concatenate([rng.uniform(0, 1, 500), [0.0, 1.0, 1e-9, 1 - 1e-9]])
+    want = cal.model_.predict_proba(logit(fresh)[:, None])[:, 1]
+    np.testing.assert_array_equal(cal.transform(fresh), want)
+    assert cal.model_.coef_[0, 0] != 1.0  # a fitted map, not the identity

@@ -148,3 +148,33 @@ def test_row_ordered_leads_are_each_the_next_row_whatever_the_batch(shared_data:
     assert set(together["decision_time"]) == {context.n_leads + 1}
     alone = pd.concat([lead_record_features([r], context)[0] for r in records], ignore_index=True)
     pd.testing.assert_frame_equal(together, alone[together.columns])
+
+
+def test_a_merged_call_scores_each_lead_under_its_own_id(champion, expected, fast) -> None:
+    """The service merges waiting requests into one call (serving.leads.score_lead_items): two requests that
+    send the same ids, one of them an open lead with logged activities, get what each lead gets alone."""
+    from types import SimpleNamespace
+
+    from serving.leads import score_lead_items
+    from serving.schemas import LeadItem
+
+    loaded, dataset = champion
+    champ = SimpleNamespace(
+        model={"loaded": loaded, "context": new_lead_context(dataset)},
+        meta={"dataset": "synthetic"},
+        name=loaded.name,
+        version=loaded.version,
+    )
+    records, want = expected
+    first, second = records[:3], [records[0], records[3]]  # records[0]: an open lead with activities
+    items = [
+        (champ, LeadItem(lead_id=r["lead_id"], features={k: v for k, v in r.items() if k != "lead_id"}), k)
+        for request in (first, second)
+        for k, r in enumerate(request)
+    ]
+    results = score_lead_items(items)
+    assert [r.lead_id for r in results] == [r["lead_id"] for r in (*first, *second)]
+    got = [r.probability for r in results]
+    np.testing.assert_allclose(got, [want[r["lead_id"]] for r in (*first, *second)], rtol=0, atol=1e-12)
+    alone = fast([records[0]]).iloc[0]
+    assert got[0] == got[3] == pytest.approx(alone, abs=1e-12)
