@@ -26,6 +26,7 @@ __all__ = [
     "churn_feature_problem",
     "convert_lead_values",
     "lead_record_errors",
+    "plain_floats",
 ]
 
 
@@ -88,7 +89,7 @@ def lead_record_errors(
                 f"lead #{shown[i]} ({lead_id}): unknown field(s) {unknown}; expected some of {sorted(known)}"
             )
             continue
-        nested = next((k for k, v in row.items() if isinstance(v, Mapping | list | tuple | set)), None)
+        nested = next((k for k, v in row.items() if type(v) not in _SCALARS and _nested(v)), None)
         if nested is not None:
             errors[i] = (
                 f"lead #{shown[i]} ({lead_id}): field {nested!r} holds a {type(row[nested]).__name__}; expected a "
@@ -100,7 +101,7 @@ def lead_record_errors(
         if not any(col in records[i] for i in ok):
             continue
         raw = [records[i].get(col) for i in ok]
-        floats = _plain_floats(raw) if col != CREATED_AT else None
+        floats = plain_floats(raw) if col != CREATED_AT else None
         if floats is not None:  # numbers and nothing (what JSON gives): only an infinity breaks the rule
             bad_at = [ok[k] for k in np.flatnonzero(np.isinf(floats))]
         else:
@@ -118,6 +119,11 @@ def lead_record_errors(
 
 
 EARLIEST_LEAD_DATE, LATEST_LEAD_DATE = "1900-01-01", "2200-12-31"
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # what JSON gives, tested by type alone (fast)
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, Mapping | list | tuple | set)
 
 
 def convert_lead_values(values: pd.Series, col: str) -> tuple[pd.Series, pd.Series]:
@@ -146,7 +152,7 @@ def convert_lead_values(values: pd.Series, col: str) -> tuple[pd.Series, pd.Seri
 def _plain_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
     """:func:`convert_lead_values` of a column that holds only numbers and missing values (what JSON gives), as
     floats without pandas' per-value conversion; None for anything else (text, true / false, big integers)."""
-    out = _plain_floats(values.to_numpy(dtype=object))
+    out = plain_floats(values.to_numpy(dtype=object))
     if out is None:
         return None
     bad = np.isinf(out)
@@ -154,7 +160,7 @@ def _plain_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series] | None:
     return pd.Series(out, index=values.index), pd.Series(bad, index=values.index)
 
 
-def _plain_floats(raw: Sequence[Any]) -> np.ndarray | None:
+def plain_floats(raw: Sequence[Any]) -> np.ndarray | None:
     """Values that are all numbers or None as floats (None: NaN), else None (text, true / false, big integers)."""
     out = np.empty(len(raw), dtype=np.float64)
     for i, v in enumerate(raw):

@@ -41,6 +41,7 @@ from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OUTCOME, Role, TableSp
 __all__ = [
     "NewLeadContext",
     "check_lead_batch",
+    "lead_record_columns",
     "lead_record_features",
     "leads_from_records",
     "new_lead_context",
@@ -193,11 +194,20 @@ def lead_record_features(
     Raises:
         SalesmlError: a record without ``lead_id``, an unknown field, a value of the wrong type, a repeated id.
     """
+    rows, value_col = lead_record_columns(records, context)
+    return (rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)), value_col
+
+
+def lead_record_columns(
+    records: Iterable[Mapping[str, Any]], context: NewLeadContext
+) -> tuple[Mapping[str, Any], str | None]:
+    """:func:`lead_record_features`' rows as the plain path gives them (a dict of column arrays) where it can,
+    else as the frame path's frame: both are read by column name (scoring takes either)."""
     rows = check_lead_batch(records, context.table)
-    frame = context.plain.frame(rows) if context.plain is not None else None
-    if frame is None:
-        frame = _frame_features(rows, context)
-    return frame, value_column(frame, context.table)
+    columns = context.plain.columns(rows) if context.plain is not None else None
+    if columns is None:
+        columns = _frame_features(rows, context)
+    return columns, value_column(columns, context.table)
 
 
 def _frame_features(rows: list[Mapping[str, Any]], context: NewLeadContext) -> pd.DataFrame:

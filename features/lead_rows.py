@@ -1,4 +1,4 @@
-"""A few plain lead records -> the feature frame :func:`features.lead_records.lead_record_features` gives them,
+"""Plain lead records -> the feature frame :func:`features.lead_records.lead_record_features` gives them,
 without pandas' per-call cost (what the service's ``/leads/score`` needs at a CRM's rate).
 
 The frame path types a batch through pandas (build a frame, give it the leads table's types, join the lookups,
@@ -8,11 +8,13 @@ built, where each output column comes from (the lead's own value, a lookup table
 win rates, activity counts or period context as of the end of the data, a constant), takes the output's types
 from one lead run through the frame path, and then fills the columns value by value.
 
-It is used only where it gives exactly what the frame path gives (tests/unit/test_lead_rows.py compares both
-on every leads data set): at most :data:`PLAIN_ROWS` leads (more can make a text column look identifier-like,
-a batch-level rule), values that are plain (a text or nothing in a text column; a number, or true / false for a
-true / false column, or nothing in a numeric one), and a data set whose lookups are keyed by text. Anything
-else returns None and takes the frame path.
+It gives each lead the row the frame path gives that lead alone, which is what
+:func:`~features.lead_records.lead_record_features` promises (tests/unit/test_lead_rows.py checks both on every
+leads data set, alone and in batches), for any batch size: the frame path over a large batch can drop a text
+column as identifier-like (a rule of training sets: more than 50 distinct values in the batch), the plain path
+never does. It declines (None, and the caller takes the frame path) where a value is not plain (a number or a
+true / false in a text column, a text in a numeric one, a numpy scalar) or the data set's lookups are keyed by
+anything but text.
 """
 
 from __future__ import annotations
@@ -25,17 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from features.inputs import plain_floats
 from features.lead_context import DECISION_TIME, LABEL
 from features.spec import CREATED_AT, LEAD_ID, OUTCOME, Role
 
 if TYPE_CHECKING:
     from features.lead_records import NewLeadContext
 
-__all__ = ["PLAIN_ROWS", "PlainLeadRows"]
-
-# The frame path drops a text column with more than 50 distinct values in a batch (identifier-like); a batch of
-# at most 50 leads cannot trip that rule, so its rows are each lead's own.
-PLAIN_ROWS = 50
+__all__ = ["PlainLeadRows"]
 
 _NOT_PLAIN = object()  # a value the frame path would convert in a way this module does not repeat
 
@@ -142,16 +141,26 @@ class PlainLeadRows:
     def frame(self, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
         """The frame path's feature frame of ``records`` (checked, unique ids), or None when one holds a value
         this plan does not convert (the caller takes the frame path)."""
+        columns = self.columns(records)
+        return None if columns is None else pd.DataFrame(columns)
+
+    def columns(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray] | None:
+        """:meth:`frame`'s columns as arrays, in its order (scoring reads them without a frame: building one
+        and reading its columns back costs ~1 ms a call)."""
         n = len(records)
-        if not 0 < n <= PLAIN_ROWS:
+        if n == 0:
             return None
-        values: dict[str, list[Any]] = {}
-        for col in self.numeric:
-            convert = _flag if col in self.flags else (_declared if col in self.declared else _number)
-            column = [convert(r.get(col)) for r in records]
-            if any(v is _NOT_PLAIN for v in column):
+        values: dict[str, Any] = {}
+        for col in self.numeric:  # as pandas' to_numeric then float (as convert_lead_values if declared)
+            raw = [r.get(col) for r in records]
+            if col in self.flags:
+                raw = [float(v) if type(v) is bool else v for v in raw]
+            floats = plain_floats(raw)
+            if floats is None:
                 return None
-            values[col] = column
+            if col in self.declared:
+                floats[np.isinf(floats)] = np.nan
+            values[col] = floats
         for col in self.text:
             column = [_text(r.get(col)) for r in records]
             if any(v is _NOT_PLAIN for v in column):
@@ -188,7 +197,7 @@ class PlainLeadRows:
             block = known.period.rows(known.period.goes_on(texts))
             for j, col in enumerate(known.period.started.index):
                 data[col] = block[:, j]
-        return pd.DataFrame(data)  # the keys are the template's columns, in its order
+        return data  # the keys are the template's columns, in its order
 
     @cached_property
     def _columns(self) -> list[tuple[str, np.dtype, np.ndarray]]:
@@ -250,26 +259,6 @@ def _is_text_dtype(dtype: Any) -> bool:
 
 def _all_text(values: np.ndarray, *, missing_ok: bool = False) -> bool:
     return all(type(v) is str or (missing_ok and pd.isna(v)) for v in values)
-
-
-def _number(v: Any) -> Any:
-    """A numeric column's value as the frame path types it (``pd.to_numeric``, then float)."""
-    if v is None or (type(v) is float and v != v):
-        return np.nan
-    if type(v) is float or (type(v) is int and -(2**53) <= v <= 2**53):
-        return float(v)
-    return _NOT_PLAIN
-
-
-def _declared(v: Any) -> Any:
-    """A column the spec declares numeric: as :func:`features.inputs.convert_lead_values` (infinity: missing)."""
-    out = _number(v)
-    return np.nan if type(out) is float and np.isinf(out) else out
-
-
-def _flag(v: Any) -> Any:
-    """A true / false column's value: true 1, false 0, a number as itself."""
-    return float(v) if type(v) is bool else _number(v)
 
 
 def _text(v: Any) -> Any:

@@ -19,7 +19,7 @@ history, the activities, the lookups), with no global state, so it can be mapped
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -380,8 +380,9 @@ def build_lead_set(
     )
 
 
-def value_column(frame: pd.DataFrame, table: TableSpec) -> str | None:
-    """The column giving a lead's value for its expected value: a pre-outcome amount, else a list price."""
-    if AMOUNT in frame.columns and AMOUNT not in table.post_outcome:
+def value_column(frame: pd.DataFrame | Mapping[str, Any], table: TableSpec) -> str | None:
+    """The column giving a lead's value for its expected value: a pre-outcome amount, else a list price
+    (``frame``: a frame or a mapping of columns)."""
+    if AMOUNT in frame and AMOUNT not in table.post_outcome:
         return AMOUNT
-    return next((c for c in _PRICE_COLUMNS if c in frame.columns), None)
+    return next((c for c in _PRICE_COLUMNS if c in frame), None)

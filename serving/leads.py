@@ -89,16 +89,22 @@ def _score(champ: Any, leads: list[LeadItem]) -> list[LeadResult | ItemError]:
             else:
                 batches.extend([[i] for i in batch])
             continue
-        by_id = dict(zip(scored["lead_id"].astype(str), scored.to_dict("records"), strict=True))
+        at = {lead_id: k for k, lead_id in enumerate(scored["lead_id"].astype(str))}
+        # columns as arrays, read by position (a frame's to_dict costs ~1 ms a call)
+        col = {
+            c: scored[c].to_numpy()
+            for c in (sc.PROBABILITY, sc.BAND, sc.REASONS, sc.VALUE, sc.EXPECTED_VALUE)
+        }
+        as_of = scored[sc.AS_OF]
         for i in batch:
-            row = by_id[leads[i].lead_id]
+            k = at[leads[i].lead_id]
             results[i] = LeadResult(
                 lead_id=leads[i].lead_id,
-                probability=float(row[sc.PROBABILITY]),
-                band=str(row[sc.BAND]),
-                reasons=sc.reasons_from_json(row[sc.REASONS]),
-                value=finite(row[sc.VALUE]),
-                expected_value=finite(row[sc.EXPECTED_VALUE]),
-                **model_ref(champ, cutoff or date_text(row[sc.AS_OF])),
+                probability=float(col[sc.PROBABILITY][k]),
+                band=str(col[sc.BAND][k]),
+                reasons=sc.reasons_from_json(col[sc.REASONS][k]),
+                value=finite(col[sc.VALUE][k]),
+                expected_value=finite(col[sc.EXPECTED_VALUE][k]),
+                **model_ref(champ, cutoff or date_text(as_of.iloc[k])),
             )
     return results

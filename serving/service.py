@@ -18,6 +18,7 @@ import asyncio
 import gc
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -189,6 +190,9 @@ def _settle_heap() -> None:
 
 
 timeout.install()  # before the worker builds its app: no request timer outlives its request
+# The event loop and the lead-scoring thread share the GIL; at Python's default switch interval (5 ms) a request
+# that arrives while the thread scores waits up to 5 ms for its turn, twice per answer (benchmarks/README.md).
+sys.setswitchinterval(0.0005)
 
 
 # Worker processes and request threads per worker: `salesml serve --workers N --threads M` sets these (BentoML 1.4

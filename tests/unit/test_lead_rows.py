@@ -19,7 +19,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.lead_records import NewLeadContext, _frame_features, lead_record_features, new_lead_context
-from features.lead_rows import PLAIN_ROWS
 from features.load import load_dataset
 from features.spec import CLOSED_AT, LEAD_ID, OUTCOME, Role
 
@@ -83,22 +82,24 @@ def test_plain_rows_are_the_frame_paths_rows(context: NewLeadContext, seed: int,
     pd.testing.assert_frame_equal(one, _frame_features(records[:1], context), check_like=True)
 
 
-def test_the_plain_path_is_the_one_taken_and_a_batch_too_large_for_it_is_not(
+def test_the_plain_path_is_taken_for_a_large_batch_and_gives_each_lead_its_row_alone(
     context: NewLeadContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """1,000 leads (what a CRM's bulk call sends) never reach the frame path, and each gets the row the frame
+    path gives it alone (the frame path over such a batch may drop a text column as identifier-like)."""
     import features.lead_records as lr
 
-    records = _records(context, 1, PLAIN_ROWS + 1)
+    records = _records(context, 1, 1_000)
     frame_path = lr._frame_features
     calls: list[int] = []
     monkeypatch.setattr(
         lr, "_frame_features", lambda rows, ctx: calls.append(len(rows)) or frame_path(rows, ctx)
     )
-    small, _ = lead_record_features(records[:PLAIN_ROWS], context)
-    assert calls == []
-    large, _ = lead_record_features(records, context)
-    assert calls == [PLAIN_ROWS + 1]
-    pd.testing.assert_frame_equal(small, large.iloc[:PLAIN_ROWS], check_like=True)
+    batch, _ = lead_record_features(records, context)
+    assert calls == [] and len(batch) == len(records)
+    for i in np.random.default_rng(2).choice(len(records), 6, replace=False):
+        alone = frame_path([records[i]], context)
+        pd.testing.assert_frame_equal(batch.iloc[[i]].reset_index(drop=True), alone, check_like=True)
 
 
 def test_values_the_plain_path_does_not_convert_take_the_frame_path(context: NewLeadContext) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -180,13 +181,19 @@ class LeanLinear:
             Z -= self.mean
             Z /= self.scale
             blocks.append(Z)
-        for j, table in enumerate(self.onehot):
-            unseen = self.unseen[j]
-            blocks.append(
-                np.vstack(
-                    [table.get(self.fill if v is np.nan or v != v else str(v), unseen) for v in texts[:, j]]
-                )
-                if len(texts)
-                else np.zeros((0, len(unseen)))
-            )
+        for j, (rows, at) in enumerate(self._tables):
+            unseen = len(rows) - 1  # the last row: a text the encoder never saw
+            pos = [at.get(self.fill if v is np.nan or v != v else str(v), unseen) for v in texts[:, j]]
+            blocks.append(rows[np.asarray(pos, dtype=np.int64)])
         return np.hstack(blocks) if blocks else np.zeros((len(numbers), 0))
+
+    @cached_property
+    def _tables(self) -> list[tuple[np.ndarray, dict[str, int]]]:
+        """Per categorical feature, its one-hot rows stacked (the unseen text's last) and text -> row: a batch's
+        columns are then one take, not a stack of row vectors."""
+        tables = []
+        for table, unseen in zip(self.onehot, self.unseen, strict=True):
+            texts = list(table)
+            rows = np.vstack([*(table[t] for t in texts), unseen]) if texts else unseen[None, :]
+            tables.append((rows, {t: i for i, t in enumerate(texts)}))
+        return tables

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,8 @@ class ScoringModel:
     def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Select and type the feature columns; a missing column is an error that names it."""
         self._check_columns(frame)
+        if not isinstance(frame, pd.DataFrame):  # a mapping of column arrays
+            frame = pd.DataFrame({c: frame[c] for c in self.features})
         X = frame[self.features].copy()
         for col in self.numeric:
             X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
@@ -70,7 +72,7 @@ class ScoringModel:
         return X
 
     def _check_columns(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in self.features if c not in frame.columns]
+        missing = [c for c in self.features if c not in frame]  # a frame's columns or a mapping's keys
         if missing:
             raise SalesmlError(f"feature column(s) {missing} missing; the model expects {self.features}")
 
@@ -93,8 +95,9 @@ class ScoringModel:
         self.__dict__["_lean_cache"] = (booster, lean)
         return lean
 
-    def encode(self, frame: pd.DataFrame) -> EncodedRows:
-        """Type the feature columns once: what :meth:`score` needs (a missing column is an error naming it).
+    def encode(self, frame: pd.DataFrame | Mapping[str, Any]) -> EncodedRows:
+        """Type the feature columns once: what :meth:`score` needs (a missing column is an error naming it);
+        ``frame``: a frame, or a mapping of column name -> array (the same values, without a frame's cost).
 
         With the usual pipeline (passthrough numbers, :class:`ToCategory` text, LightGBM) this builds LightGBM's
         input matrix directly (float64; numeric columns as :meth:`prepare` coerces them, then each text column
@@ -111,24 +114,25 @@ class ScoringModel:
                 X[self.categorical].to_numpy(dtype=object),
             )
         self._check_columns(frame)
-        n = len(frame)
+        n = len(frame) if isinstance(frame, pd.DataFrame) else len(frame[self.features[0]])
         M = np.empty((n, len(self.features)), dtype=np.float64)
         for j, col in enumerate(self.numeric):
             s = frame[col]
             if s.dtype.kind in "fiub":
-                M[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+                M[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(s, pd.Series) else s
             else:  # the same coercion as prepare(): text that is no number becomes missing
-                M[:, j] = pd.to_numeric(s, errors="coerce").astype(float).to_numpy(dtype=np.float64)
+                M[:, j] = np.asarray(pd.to_numeric(s, errors="coerce"), dtype=np.float64)
         texts = np.empty((n, len(self.categorical)), dtype=object)
         base = len(self.numeric)
         for j, col in enumerate(self.categorical):
-            if n <= SMALL_ROWS and _is_text(raw := frame[col].to_numpy(dtype=object)):
+            if n <= SMALL_ROWS and _is_text(raw := np.asarray(frame[col], dtype=object)):
                 # a few rows of plain text (what a request sends): looked up, without pandas' per-call cost
                 codes = lean.code_of[j]
                 M[:, base + j] = [codes.get(v, np.nan) if type(v) is str else np.nan for v in raw]
                 texts[:, j] = [v if type(v) is str else np.nan for v in raw]
                 continue
-            s = frame[col].astype("string").astype(object)  # as prepare() + ToCategory: value -> text
+            s = frame[col] if isinstance(frame[col], pd.Series) else pd.Series(frame[col], dtype=object)
+            s = s.astype("string").astype(object)  # as prepare() + ToCategory: value -> text
             codes = pd.Categorical(s, categories=lean.categories[j]).codes
             mapped = lean.remap[j][codes]  # ToCategory's code -> the booster's code (-1: missing / unseen)
             M[:, base + j] = np.where(mapped < 0, np.nan, mapped)
