@@ -109,7 +109,7 @@ class NewLeadContext:
         rate_keys: the columns with point-in-time win rates.
         n_leads: rows in the leads table (row-ordered data: new leads come after them).
         known: their win rates, activity counts and period context as of then.
-        plain: how a few plain leads are featurised without the frame path (:mod:`features.lead_rows`), or
+        plain: how plain leads are featurised without the frame path (:mod:`features.lead_rows`), or
             None where the data set needs it.
     """
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from features.inputs import plain_floats
+from features.inputs import convert_lead_values, plain_floats
 from features.lead_context import DECISION_TIME, LABEL
 from features.spec import CREATED_AT, LEAD_ID, OUTCOME, Role
 
@@ -58,7 +58,8 @@ class PlainLeadRows:
         numeric, text: the lead's own columns, typed as numbers / as texts (``flags``: true / false columns).
         lookups: in the frame path's join order.
         ages: ``{x}_age_years`` -> ``year_{x}`` (as of the decision time's year).
-        rate_keys, period: the columns the win rates / the period context are looked up by.
+        flags: numeric columns of true / false (true 1, false 0); declared: columns the spec declares numeric.
+        rate_keys: the columns the win rates are looked up by.
         context: the loaded data set's :class:`~features.lead_records.NewLeadContext`.
     """
 
@@ -88,8 +89,8 @@ class PlainLeadRows:
         known = context.known
         blocks: set[str] = set()
         if context.time_kind == "datetime":
-            keys = [k for k in context.rate_keys if k in present | joined]
-            if known.rates is not None and keys:
+            keys = [k for k in context.rate_keys if k in present | joined] if known.rates is not None else []
+            if keys:
                 blocks |= {f"{k}_{s}" for k in keys for s in ("win_rate", "closed_deals")}
             if known.activities is not None:
                 blocks |= {f"n_{t}" for t in known.activities.types}
@@ -119,6 +120,8 @@ class PlainLeadRows:
             expected.add(col)
         if set(template.columns) != expected or any(dtypes[c] != np.float64 for c in blocks | set(ages)):
             return None  # the frame path's output is not what this plan would give
+        if any(k not in numeric and k not in text for k in keys):
+            return None  # a win-rate key that is not a feature column: its value is not filled here
         years = [c for c in ages.values() if c in own]
         if any(not pd.api.types.is_numeric_dtype(context.dtypes[c]) for c in years) or any(
             kinds.get(c, "number") != "number" for c in ages.values()
@@ -179,8 +182,6 @@ class PlainLeadRows:
                 data[col] = constant[zeros]
         data[LEAD_ID] = np.asarray([str(r[LEAD_ID]) for r in records], dtype=object)
         if CREATED_AT in data and any(CREATED_AT in r for r in records):
-            from features.inputs import convert_lead_values
-
             created = pd.Series([r.get(CREATED_AT) for r in records], dtype=object)
             data[CREATED_AT] = convert_lead_values(created, CREATED_AT)[0].astype("datetime64[ns]").to_numpy()
         year = self.template[DECISION_TIME].iloc[0].year if self.ages else None
