@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,6 @@ import pandas as pd
 from features.inputs import convert_lead_values, plain_floats
 from features.lead_context import DECISION_TIME, LABEL
 from features.spec import CREATED_AT, LEAD_ID, OUTCOME, Role
-
-if TYPE_CHECKING:
-    from features.lead_records import NewLeadContext
 
 __all__ = ["PlainLeadRows"]
 
@@ -71,10 +68,10 @@ class PlainLeadRows:
     lookups: tuple[_Lookup, ...]
     ages: dict[str, str]
     rate_keys: tuple[str, ...]
-    context: NewLeadContext
+    context: Any  # features.lead_records.NewLeadContext (which holds this plan: not imported here)
 
     @classmethod
-    def build(cls, context: NewLeadContext, template: pd.DataFrame) -> PlainLeadRows | None:
+    def build(cls, context: Any, template: pd.DataFrame) -> PlainLeadRows | None:
         """The plan for ``context``, or None where its data set needs the frame path (say a lookup keyed by a
         number). ``template``: the frame path's output for ``[{"lead_id": ...}]``."""
         dtypes = template.dtypes
@@ -206,7 +203,7 @@ class PlainLeadRows:
         return [(c, self.template[c].dtype, self.template[c].to_numpy()) for c in self.template.columns]
 
 
-def _lookups(context: NewLeadContext, present: set[str], dtypes: pd.Series) -> tuple[_Lookup, ...] | None:
+def _lookups(context: Any, present: set[str], dtypes: pd.Series) -> tuple[_Lookup, ...] | None:
     """The lookups as :func:`features.load.join_lookups` joins them (same order, same columns), or None when
     one is keyed by anything but text, holds a repeated key, or gives a column typed otherwise than here."""
     dataset = context.dataset

@@ -286,11 +286,14 @@ def test_rows_from_the_real_score_frame_builders(tmp_path: Path) -> None:
         {"feature": "recency_days", "contribution": 1.1, "value": "90"}
     ]
 
-    class Scoring:  # what training.leads._output needs of a scoring model
+    class Scoring:  # what training.leads._output needs of a scoring model: encode, then score's arrays
         categorical: list[str] = []
 
-        def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-            return preds.assign(band=["B", "A"])
+        def encode(self, frame: pd.DataFrame) -> pd.DataFrame:
+            return frame
+
+        def score(self, encoded: pd.DataFrame) -> dict:
+            return {c: v.to_numpy() for c, v in preds.assign(band=["B", "A"]).items()}
 
     leads = pd.DataFrame(
         {"lead_id": ["L1", "L2"], "decision_at": pd.Timestamp("2025-11-30"), "amount": [1000.0, 10.0]}
