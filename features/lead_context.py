@@ -233,9 +233,7 @@ class RatesAsOf:
     def __call__(self, partition: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         """``{key}_win_rate`` and ``{key}_closed_deals`` per key, aligned with ``partition`` (look-ups only)."""
         values = {key: partition[key].to_numpy(dtype=object) for key in keys}
-        out = pd.DataFrame(self.look_up(values, len(partition)), index=pd.RangeIndex(len(partition)))
-        out.index = partition.index
-        return out
+        return pd.DataFrame(self.look_up(values, len(partition)), index=partition.index)
 
     @cached_property
     def _positions(self) -> dict[str, dict[Any, int]]:

@@ -131,7 +131,7 @@ class ScoringModel:
                 M[:, base + j] = [codes.get(v, np.nan) if type(v) is str else np.nan for v in raw]
                 texts[:, j] = [v if type(v) is str else np.nan for v in raw]
                 continue
-            s = frame[col] if isinstance(frame[col], pd.Series) else pd.Series(frame[col], dtype=object)
+            s = frame[col] if isinstance(frame, pd.DataFrame) else pd.Series(frame[col], dtype=object)
             s = s.astype("string").astype(object)  # as prepare() + ToCategory: value -> text
             codes = pd.Categorical(s, categories=lean.categories[j]).codes
             mapped = lean.remap[j][codes]  # ToCategory's code -> the booster's code (-1: missing / unseen)
