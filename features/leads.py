@@ -56,6 +56,7 @@ __all__ = [
     "LeadSetOptions",
     "build_lead_set",
     "data_end",
+    "leads_as_of",
     "lead_features",
     "outcome_labels",
     "rate_keys",
@@ -129,6 +130,43 @@ def data_end(leads: pd.DataFrame, activities: pd.DataFrame | None = None) -> pd.
         stamps.append(activities[TIME].max())
     stamps = [s for s in stamps if pd.notna(s)]
     return max(stamps) if stamps else None
+
+
+def leads_as_of(dataset: Dataset, day: pd.Timestamp) -> Dataset:
+    """The data set as it stood at the end of ``day`` (``salesml train leads --as-of``): leads created later are
+    left out, leads decided later are open again (outcome ``open``, no ``closed_at``, their ``post_outcome``
+    columns empty), activities after it are left out.
+
+    Raises:
+        SalesmlError: leads without dates (the row order or nothing is their clock), or none created by ``day``.
+    """
+    from dataclasses import replace
+
+    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    leads = dataset.tables[name]
+    if time_kind_of(leads, table) != "datetime":
+        raise SalesmlError(
+            f"--as-of needs dated leads (created_at or closed_at); the leads of data set {dataset.name!r} have no "
+            "dates, so there is no 'as of' to go back to"
+        )
+    end = day + pd.Timedelta(days=1)
+    born = leads[CREATED_AT] if CREATED_AT in leads.columns else leads[CLOSED_AT]
+    kept = leads[born.isna() | (born < end)].copy()
+    if kept.empty:
+        raise SalesmlError(f"no lead of data set {dataset.name!r} was created by --as-of {day:%Y-%m-%d}")
+    if CLOSED_AT in kept.columns:
+        later = kept[CLOSED_AT] >= end
+        kept.loc[later, OUTCOME] = "open"
+        kept.loc[later, CLOSED_AT] = pd.NaT
+        for col in table.post_outcome:
+            if col in kept.columns and col != CLOSED_AT:
+                kept.loc[later, col] = pd.NA
+    tables = {**dataset.tables, name: kept.reset_index(drop=True)}
+    found = dataset.spec.table_of(Role.activities)
+    if found is not None and TIME in dataset.tables[found[0]].columns:
+        acts = dataset.tables[found[0]]
+        tables[found[0]] = acts[acts[TIME] < end].reset_index(drop=True)
+    return replace(dataset, tables=tables)
 
 
 def outcome_labels(outcome: pd.Series) -> pd.Series:

@@ -229,11 +229,13 @@ def _static(
     return out
 
 
-def build_series(dataset: Dataset) -> HierarchicalSeries:
+def build_series(dataset: Dataset, *, as_of: pd.Timestamp | None = None) -> HierarchicalSeries:
     """Every node of every hierarchy of ``dataset`` as a long frame, with the summing structure.
 
     Args:
         dataset: a loaded data set with a transactions table and a ``forecast:`` section in its spec.
+        as_of: the last day whose sales are known (``salesml train sales --as-of``): later sales are left out
+            and a period that runs past it is partial, so it is dropped. Default: the end of the data.
 
     Returns:
         The series, nodes, summing matrix, tags and exogenous frames.
@@ -256,6 +258,12 @@ def build_series(dataset: Dataset) -> HierarchicalSeries:
     facts = sales_facts(dataset)
     if facts.empty:
         raise SalesmlError(f"data set {dataset.name!r} has no sales facts to forecast")
+    if as_of is not None:
+        facts = facts[facts["time"] < as_of + pd.Timedelta(days=1)]
+        if facts.empty:
+            raise SalesmlError(
+                f"data set {dataset.name!r} has no sales on or before --as-of {as_of:%Y-%m-%d}"
+            )
     facts = facts.reset_index(drop=True)
     facts["ds"] = period_labels(facts["time"], freq)
 
@@ -269,6 +277,8 @@ def build_series(dataset: Dataset) -> HierarchicalSeries:
     if tmin > lo and not on_grid:
         keep &= facts["ds"] != first
     if tmax < hi and not on_grid:
+        keep &= facts["ds"] != last
+    if as_of is not None and hi > as_of:  # the last period runs past what is known, grid data or not
         keep &= facts["ds"] != last
     facts = facts[keep].reset_index(drop=True)
     if facts.empty:

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from features.audit import AuditResult, audit_leads
+from features.churn_checks import parse_as_of  # one rule for every --as-of
 from features.errors import SalesmlError
 from features.lead_records import NewLeadContext, lead_record_columns
-from features.leads import DECISION_TIME, LABEL, LeadSet, LeadSetOptions, build_lead_set
+from features.leads import DECISION_TIME, LABEL, LeadSet, LeadSetOptions, build_lead_set, leads_as_of
 from features.load import Dataset
 from features.spec import CLOSED_AT, CREATED_AT, LEAD_ID, OWNER, Role
 from training import score_columns as sc
@@ -135,6 +136,7 @@ def train_leads(
     recency_halflife: float | None = None,
     n_jobs: int | None = None,
     blend: bool = True,
+    as_of: str | pd.Timestamp | None = None,
 ) -> LeadTraining:
     """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
 
@@ -147,9 +149,15 @@ def train_leads(
     :class:`training.classifier.TrainConfig`; ``refit=None``: :data:`DEFAULT_REFIT_TIME` for a time split,
     ``"train"`` for a stratified one. ``n_jobs``: LightGBM threads (``None``: the trainer's default).
     ``blend``: let the trainer choose a LightGBM + logistic regression blend on the calibration slice
-    (``TrainConfig.blend_shares``); ``False``: LightGBM alone.
+    (``TrainConfig.blend_shares``); ``False``: LightGBM alone. ``as_of`` (``YYYY-MM-DD``): train on the data as
+    it stood at the end of that day (:func:`features.leads.leads_as_of`), open leads scored as of it.
     """
-    lead_set = build_lead_set(dataset, options=options)
+    day = parse_as_of(as_of)
+    if day is not None:
+        dataset = leads_as_of(dataset, day)
+    lead_set = build_lead_set(
+        dataset, options=options
+    )  # open leads as of the last event on or before the day
     _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
     keep = [*table.keep_despite_audit, *keep_despite_audit]
     audit = audit_leads(lead_set, keep_despite_audit=keep)

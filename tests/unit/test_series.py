@@ -110,3 +110,24 @@ def test_no_forecast_section(tmp_path: Path, small_synthetic_spec: Path) -> None
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(SalesmlError, match="forecast"):
         build_series(load_dataset(path))
+
+
+@pytest.mark.parametrize(
+    ("as_of", "end"),
+    [("2025-10-12", "2025-10-12"), ("2025-10-15", "2025-10-12"), ("2025-10-19", "2025-10-19")],
+    ids=["a-sunday", "mid-week", "next-sunday"],
+)
+def test_as_of_leaves_out_later_sales_and_a_week_that_runs_past_it(
+    small_synthetic_spec: Path, synthetic_series, as_of: str, end: str
+) -> None:
+    ds = load_dataset(small_synthetic_spec)
+    cut = build_series(ds, as_of=pd.Timestamp(as_of))
+    assert cut.end == pd.Timestamp(end)  # W-SUN weeks: a Wednesday's week is not complete yet
+    both = cut.Y.merge(synthetic_series.Y, on=["unique_id", "ds"], suffixes=("_cut", "_full"))
+    assert len(both) == len(cut.Y)
+    np.testing.assert_allclose(both["y_cut"], both["y_full"])  # the weeks it holds are the whole weeks' sales
+
+
+def test_as_of_before_any_sale_is_a_clear_error(small_synthetic_spec: Path) -> None:
+    with pytest.raises(SalesmlError, match="no sales on or before --as-of 2001-01-01"):
+        build_series(load_dataset(small_synthetic_spec), as_of=pd.Timestamp("2001-01-01"))

@@ -46,14 +46,22 @@ def train_leads_command(
     trials: int = typer.Option(15, "--trials", min=1, help="Optuna trials for the LightGBM search."),
     timeout: float = typer.Option(180.0, "--timeout", min=1.0, help="Seconds budget for the search."),
     seed: int = typer.Option(42, "--seed", help="Random seed (search, stratified split)."),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Train on the data as it stood at the end of this day (YYYY-MM-DD): later leads left out, leads "
+        "decided later open again. Default: the end of the data.",
+    ),
 ) -> None:
     """Train lead / deal scoring: leakage audit, calibrated LightGBM, grades A-D; register as lead_score.<data set>."""
+    from features.churn_checks import parse_as_of
     from training.classifier import decision_report
     from training.products import product
 
+    parse_as_of(as_of)  # a bad date fails before the data is read
     leads = product("lead_score")
     ds = load_dataset(dataset)
-    training = leads.train(ds, n_trials=trials, timeout_s=timeout, random_state=seed)
+    training = leads.train(ds, n_trials=trials, timeout_s=timeout, random_state=seed, as_of=as_of)
     _out.print(audit_table_rich(training.audit, title=f"leakage audit: {ds.name}"))
     _out.print(_metrics_table(training.metrics))
     _out.print(training.result.bands_test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

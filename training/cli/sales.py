@@ -121,16 +121,27 @@ def train_sales_cmd(
         ),
     ] = False,
     fast: _Fast = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Train on the sales up to this day (YYYY-MM-DD) only, as if trained then; `salesml monitor` "
+            "judges the forecast on what came after. Default: the end of the data.",
+        ),
+    ] = None,
 ) -> None:
     """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast.<data set>'."""
     resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
+    from features.churn_checks import parse_as_of
+
+    parse_as_of(as_of)  # and a bad --as-of before the data is read
     from features.load import load_dataset
     from training.forecast.report import summary_table
     from training.products import product
 
     sales = product("sales_forecast")
     ds = load_dataset(dataset)
-    training = sales.train(ds, config=_config(fast), progress=_progress)
+    training = sales.train(ds, config=_config(fast), as_of=as_of, progress=_progress)
     _out.print(
         _table(summary_table(training.backtest, training.series.levels), _summary_title(training.backtest))
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.churn_checks import parse_as_of  # one rule for every --as-of
 from features.load import Dataset, load_dataset
 from features.series import HierarchicalSeries, build_series
 from training import registry
@@ -22,6 +23,7 @@ from training.forecast.config import ForecastConfig
 from training.forecast.pyfunc import ARTIFACT_KEY, SalesForecastModel
 from training.forecast.quarters import forecast_quarters
 from training.forecast.report import level_metrics, plot_error_by_level, plot_fan_charts, write_backtest
+from training.forecast.tails import fit_tail_df
 
 __all__ = [
     "EXPERIMENT",
@@ -77,18 +79,31 @@ class SalesTraining:
 
 
 def train_forecast(
-    dataset: Dataset, *, config: ForecastConfig | None = None, progress: Callable[[str], None] | None = None
+    dataset: Dataset,
+    *,
+    config: ForecastConfig | None = None,
+    as_of: str | pd.Timestamp | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SalesTraining:
-    """Backtest every model, choose on the calibration cutoffs and refit the choice on all data."""
+    """Backtest every model, choose on the calibration cutoffs and refit the choice on all data (up to
+    ``as_of``, a ``YYYY-MM-DD`` day, when given: later sales are not seen, as if the model had been trained
+    then; ``salesml monitor`` judges it on what came after)."""
     started = time.perf_counter()
     config = config or ForecastConfig()
-    series = build_series(dataset)
+    series = build_series(dataset, as_of=parse_as_of(as_of))
     result = run_backtest(series, config, progress=progress)
     if progress:
         progress(f"refitting {result.chosen} on all data up to {series.end.date()}")
     fingerprint = dataset.spec.fingerprint()
     art = forecast_quarters(
-        series, result, config, meta={"dataset": dataset.name, "spec_fingerprint": fingerprint}
+        series,
+        result,
+        config,
+        meta={
+            "dataset": dataset.name,
+            "spec_fingerprint": fingerprint,
+            "tail_df": fit_tail_df(result.forecasts),  # for salesml monitor's tail probabilities
+        },
     )
     key = registry.eval_key(
         fingerprint,
