@@ -1,0 +1,1 @@
+"""Watching served models: drift, calibration, forecast accuracy and anomalies, alert rules."""
