@@ -66,6 +66,7 @@ __all__ = [
     "prepare_churn_snapshot",
     "score_churn",
     "score_churn_rows",
+    "scoring_churn_set",
     "train_churn",
 ]
 
@@ -359,6 +360,23 @@ def score_churn_rows(
     )
 
 
+def scoring_churn_set(
+    dataset: Dataset,
+    scoring: ScoringModel,
+    *,
+    horizon_days: int | None,
+    as_of: str | pd.Timestamp | None = None,
+) -> ChurnSet:
+    """The churn set at the last cutoff (``as_of``) with every column family ``scoring`` uses (BG/NBD, the
+    within-cutoff ranks): the rows :func:`score_churn` scores and ``salesml monitor`` checks."""
+    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
+    if any(c in scoring.features for c in BGNBD_COLUMNS):
+        churn_set = with_bgnbd(churn_set)
+    if any(c.endswith(RANK_SUFFIX) for c in scoring.features):
+        churn_set = with_cutoff_ranks(churn_set)
+    return churn_set
+
+
 def score_churn(
     dataset: Dataset,
     scoring: ScoringModel,
@@ -381,11 +399,7 @@ def score_churn(
             f"--horizon-days {horizon_days} does not match (retrain with that horizon, or leave it out)"
         )
     horizon_days = horizon_days or trained_horizon
-    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
-    if any(c in scoring.features for c in BGNBD_COLUMNS):
-        churn_set = with_bgnbd(churn_set)
-    if any(c.endswith(RANK_SUFFIX) for c in scoring.features):
-        churn_set = with_cutoff_ranks(churn_set)
+    churn_set = scoring_churn_set(dataset, scoring, horizon_days=horizon_days, as_of=as_of)
     rows = churn_set.to_score()
     if write_snapshot:
         write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())

@@ -54,6 +54,7 @@ def log_and_register(
     import mlflow
     from mlflow.models import infer_signature
 
+    from training.monitor.reference import REFERENCE_ARTIFACT, reference_profile
     from training.registry import configure, eval_key, promote_if_better, tag_version
 
     configure(
@@ -123,6 +124,12 @@ def log_and_register(
         for path in plot_diagnostics(result, folder):
             mlflow.log_artifact(str(path), artifact_path="plots")
         mlflow.log_text(decision_report(result), "decision_report.md")
+        mlflow.log_dict(
+            reference_profile(
+                result.data.frame, result.model.features, result.test_predictions["p_model"].to_numpy()
+            ),
+            REFERENCE_ARTIFACT,
+        )
 
         joblib.dump(result.model, folder / "scoring_model.joblib")
         example = result.data.frame[result.model.features].head(5)
