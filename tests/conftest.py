@@ -223,10 +223,12 @@ LONGEST_FIRST = (
     "model/test_forecast_monthly.py",  # one full training on two hierarchies
     "service/test_service.py",  # trains the shared store, starts the service, schemathesis
     "model/test_notebooks.py",
+    "model/test_monitor_forecast.py",  # one default sales training at 300,000 lines, four monitor runs
     "unit/test_governance.py",
     "model/test_churn.py",
     "unit/test_forecast.py",
     "model/test_leads_model.py",
+    "model/test_monitor_scores.py",
     "service/test_team_mode.py",
     "model/test_forecast_crm.py",
     "data/test_scores_cli.py",

@@ -58,11 +58,12 @@ def log_report(result: MonitorResult, paths: dict[str, Path]) -> str:
             for row in sales["levels"]:
                 metrics[f"sales.{row['level']}.wape"] = row["wape"]
                 metrics[f"sales.{row['level']}.coverage_95"] = row["coverage_95"]
-        churn = result.sections.get("churn_risk")
-        if churn and isinstance(churn.get("outcomes"), dict):
-            metrics["churn.ece"] = churn["outcomes"]["ece"]
-            if churn["outcomes"].get("roc_auc") is not None:
-                metrics["churn.roc_auc"] = churn["outcomes"]["roc_auc"]
+        for product, prefix in (("churn_risk", "churn"), ("lead_score", "leads")):
+            section = result.sections.get(product)
+            if section and isinstance(section.get("outcomes"), dict):
+                metrics[f"{prefix}.ece"] = section["outcomes"]["ece"]
+                if section["outcomes"].get("roc_auc") is not None:
+                    metrics[f"{prefix}.roc_auc"] = section["outcomes"]["roc_auc"]
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and v == v})
         for path in paths.values():
             mlflow.log_artifact(str(path))
@@ -100,9 +101,12 @@ def render_html(result: MonitorResult) -> str:
     sales = result.sections.get("sales_forecast")
     if sales:
         parts.append(_sales_html(sales))
-    churn = result.sections.get("churn_risk")
-    if churn:
-        parts.append(_classifier_html(churn, "Churn risk"))
+    for product, title, who, event in (
+        ("churn_risk", "Churn risk", "Customers", "churned"),
+        ("lead_score", "Leads and deals", "Leads open", "won"),
+    ):
+        if product in result.sections:
+            parts.append(_classifier_html(result.sections[product], title, who, event))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -139,7 +143,7 @@ def _sales_html(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _classifier_html(s: dict[str, Any], title: str) -> str:
+def _classifier_html(s: dict[str, Any], title: str, who: str, event: str) -> str:
     e = html.escape
     out = [f"<h2>{e(title)} ({e(s['model'])} v{e(str(s['version']))})</h2>"]
     drift = s.get("drift")
@@ -166,16 +170,16 @@ def _classifier_html(s: dict[str, Any], title: str) -> str:
     if isinstance(outcomes, dict):
         auc = outcomes["roc_auc"]
         out.append(
-            f"<p>Customers scored at {e(outcomes['scored_at'])}: {outcomes['customers']:,}, of whom "
-            f"{outcomes['churned']:,} churned; ROC AUC {'n/a' if auc is None else f'{auc:.3f}'}, expected "
+            f"<p>{who} scored at {e(outcomes['scored_at'])}: {outcomes['n']:,}, of whom "
+            f"{outcomes['events']:,} {event}; ROC AUC {'n/a' if auc is None else f'{auc:.3f}'}, expected "
             f"calibration error {outcomes['ece']:.3f}.</p>"
         )
         out.append(_reliability(outcomes["calibration"]))
         out.append(
             _table(
-                outcomes["tiers"],
+                outcomes["bands"],
                 ["band", "n", "events", "observed_rate", "ci_low", "ci_high", "mean_predicted"],
-                ["tier", "customers", "churned", "rate", "95 % low", "95 % high", "mean predicted"],
+                ["band", "n", event, "rate", "95 % low", "95 % high", "mean predicted"],
             )
         )
         out.append(

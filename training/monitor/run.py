@@ -86,6 +86,7 @@ def run_monitor(
     checks: dict[str, Callable[..., tuple[dict[str, Any], pd.DataFrame]]] = {
         "sales_forecast": _sales_section,
         "churn_risk": _churn_section,
+        "lead_score": _lead_section,
     }
     for product, check in checks.items():
         try:
@@ -204,7 +205,7 @@ def _drift(
         for r in t.itertuples(index=False):
             found.append(
                 {
-                    "product": "churn_risk" if prefix == "churn" else "lead_score",
+                    "product": _PRODUCT_OF[prefix],
                     "metric": metric,
                     "level": None,
                     "node": r.feature,
@@ -227,12 +228,6 @@ def _churn_outcomes(
     from features.churn_history import churn_labels
     from features.spec import AMOUNT, CUSTOMER_ID, TIME, Role
     from training.churn import TIERS, scoring_churn_set
-    from training.monitor.calibration import (
-        band_table,
-        calibration_table,
-        expected_calibration_error,
-        roc_auc_or_none,
-    )
 
     cutoff_text = loaded.tags.get("data_cutoff") or ""
     if not cutoff_text:
@@ -250,39 +245,94 @@ def _churn_outcomes(
     tx = tx[tx[TIME] < end + pd.Timedelta(days=1)][[CUSTOMER_ID, TIME, AMOUNT]]
     outcome = churn_labels(tx, then, horizon_days=horizon, data_end=end).to_numpy()
     scored = _score(loaded, then, horizon)
+    return _outcomes("churn", cutoff, scored, outcome, TIERS)
+
+
+def _outcomes(
+    prefix: str, cutoff: pd.Timestamp, scored: pd.DataFrame, outcome: np.ndarray, order: tuple[str, ...]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Calibration per bin and band, ROC AUC and their findings, of scores made at ``cutoff`` whose outcomes are
+    known (``outcome``: 1 churned / converted, 0 not)."""
+    from training.monitor.calibration import (
+        band_table,
+        calibration_table,
+        expected_calibration_error,
+        roc_auc_or_none,
+    )
+
     prob = scored[sc.PROBABILITY].to_numpy(dtype=float)
     table = calibration_table(prob, outcome)
-    tiers = band_table(scored[sc.BAND].to_numpy(), prob, outcome, order=list(TIERS))
+    bands = band_table(scored[sc.BAND].to_numpy(), prob, outcome, order=list(order))
     auc = roc_auc_or_none(prob, outcome)
     ece = expected_calibration_error(table)
     n = int(len(outcome))
     found = [
         {
-            "product": "churn_risk",
-            "metric": "churn.calibration_error",
+            "product": _PRODUCT_OF[prefix],
+            "metric": f"{prefix}.calibration_error",
             "level": None,
             "node": None,
             "period": f"{cutoff:%Y-%m-%d}",
             "value": ece,
             "n": n,
             "effect": float("nan"),
-            "message": f"scored at {cutoff:%Y-%m-%d}: expected calibration error {ece:.3f} over {n:,} customers",
+            "message": f"scored at {cutoff:%Y-%m-%d}: expected calibration error {ece:.3f} over {n:,}",
         }
     ]
     if auc is not None:
         found.append(
-            {**found[0], "metric": "churn.auc", "value": auc, "message": f"ROC AUC {auc:.3f} ({n:,})"}
+            {**found[0], "metric": f"{prefix}.auc", "value": auc, "message": f"ROC AUC {auc:.3f} ({n:,})"}
         )
     summary = {
         "scored_at": f"{cutoff:%Y-%m-%d}",
-        "customers": n,
-        "churned": int(np.nansum(outcome)),
+        "n": n,
+        "events": int(np.nansum(outcome)),
         "roc_auc": auc,
         "ece": ece,
         "calibration": _records(table),
-        "tiers": _records(tiers),
+        "bands": _records(bands),
     }
     return summary, found
+
+
+def _lead_section(loaded: Any, dataset: Dataset, day: pd.Timestamp | None) -> tuple[dict, pd.DataFrame]:
+    """Drift of the open leads now against the training profile; the leads open at the model's cut-off and
+    decided since, against their outcomes."""
+    from features.leads import build_lead_set, leads_as_of, time_kind_of
+    from features.spec import LEAD_ID, OUTCOME, Role
+    from training.leads import GRADES, score_leads
+
+    name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
+    dated = time_kind_of(dataset.tables[name], table) == "datetime"
+    now = leads_as_of(dataset, day) if day is not None and dated else dataset
+    lead_set = build_lead_set(now)
+    rows = lead_set.open() if len(lead_set.open()) else lead_set.frame
+    scores, _ = score_leads(now, loaded.model, version=loaded.version)
+    section: dict[str, Any] = {"kind": "classifier", "rows_now": int(len(rows))}
+    found: list[dict[str, Any]] = []
+    reference = _reference(loaded)
+    if reference is None:
+        section["drift"] = "the version was logged without a training profile; retrain it to see drift"
+    else:
+        section["drift"], found = _drift(reference, rows, scores, "leads")
+    cutoff_text = loaded.tags.get("data_cutoff") or ""
+    if not dated or not cutoff_text:
+        section["outcomes"] = "leads without dates: outcomes after the model's cut-off cannot be told apart"
+    else:
+        cutoff = pd.Timestamp(cutoff_text)
+        then, _ = score_leads(leads_as_of(now, cutoff), loaded.model, version=loaded.version)
+        outcome = now.tables[name].set_index(LEAD_ID)[OUTCOME].astype("string")
+        decided = then[then[LEAD_ID].map(outcome).isin(["won", "lost"])]
+        if len(decided) == 0:
+            section["outcomes"] = f"none of the leads open at {cutoff:%Y-%m-%d} has been decided yet"
+        else:
+            won = (decided[LEAD_ID].map(outcome) == "won").to_numpy(dtype=float)
+            section["outcomes"], more = _outcomes("leads", cutoff, decided, won, GRADES)
+            found += more
+    return section, pd.DataFrame(found, columns=FINDING_COLUMNS)
+
+
+_PRODUCT_OF = {"churn": "churn_risk", "leads": "lead_score"}
 
 
 def _p(value: float) -> str:
