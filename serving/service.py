@@ -53,9 +53,11 @@ with bentoml.importing():
     import pandas as pd
 
     from features.errors import NotFoundError, SalesmlError
+    from features.settings import get_settings
     from serving.champions import MODEL_NAMES, Champion, ChampionStore
     from serving.leads import repeated_ids, score_lead_items
     from training import score_columns as sc
+    from training.prediction_log import prediction_log_from_env
 
 logger = logging.getLogger("salesml.service")
 
@@ -209,6 +211,7 @@ class SalesML:
     def __init__(self) -> None:
         logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorLogFilter())
         self.store = ChampionStore(LOADERS)
+        self.log = prediction_log_from_env(get_settings().home)  # None when SALESML_PREDICTION_LOG=off
         self.lead_batcher = MicroBatcher(score_lead_items, max_items=max_batch(), name="lead-scoring")
         snapshot = self.store.refresh()
         for name, problem in snapshot.problems.items():
@@ -293,6 +296,9 @@ class SalesML:
         for items, out in parts:
             prob = out[sc.PROBABILITY].astype(float).tolist()
             band = [str(t) for t in out[sc.BAND]]
+            if self.log is not None:
+                ids = [customers[i].customer_id for i in items]
+                self.log.record("churn_risk", champ.name, champ.version, ids, prob, band)
             value = [finite(v) for v in out[sc.VALUE].tolist()]
             expected = [finite(v) for v in out[sc.EXPECTED_VALUE].tolist()]
             for j, i in enumerate(items):
@@ -319,6 +325,16 @@ class SalesML:
         scored = await self.lead_batcher([(champ, leads[i], i) for i in good])
         for i, result in zip(good, scored, strict=True):
             results[i] = result
+        if self.log is not None:
+            ok = [r for r in results if isinstance(r, LeadResult)]
+            self.log.record(
+                "lead_score",
+                champ.name,
+                champ.version,
+                [r.lead_id for r in ok],
+                [r.probability for r in ok],
+                [r.band for r in ok],
+            )
         return LeadScoreResponse(results=results)
 
     # -- forecasts --------------------------------------------------------------------------------------
@@ -378,6 +394,20 @@ class SalesML:
             )
             for uid in order
         ]
+        if self.log is not None:
+            totals = {(u, q["quarter"]): q["mean"] for u, qs in q_by_node.items() for q in qs}
+            self.log.record(
+                "sales_forecast",
+                champ.name,
+                champ.version,
+                order,
+                [totals.get((u, "next")) for u in order],
+                None,
+                [
+                    f"current={totals[(u, 'current')]:.6g}" if (u, "current") in totals else None
+                    for u in order
+                ],
+            )
         return ForecastResponse(results=results)
 
     @bentoml.api(route="/plan", input_spec=PlanRequest)

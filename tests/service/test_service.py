@@ -493,3 +493,49 @@ def test_schemathesis_on_a_service_without_a_token(server: Server, tmp_path: Pat
         stop_server(open_server)
     assert len(entries) >= 200, len(entries)
     assert 401 not in {e["response"]["status"] for e in entries}
+
+
+def test_every_answer_is_in_the_prediction_log_with_ids_hashed_and_never_in_clear(
+    server: Server, library: Path
+) -> None:
+    from features.churn_snapshot import read_churn_snapshot
+    from training.prediction_log import entity_hash, read_log
+
+    snapshot, _ = read_churn_snapshot("synthetic")
+    ids = snapshot["customer_id"].astype(str).iloc[10:13].tolist()
+    churn = server.post("/churn/score", {"customers": [{"customer_id": i} for i in ids]}).json()["results"]
+    lead_id = "PLOG-LEAD-7f3a"
+    features = {"source": "referral", "company_size": "large", "industry": "retail", "owner": "R001"}
+    lead = server.post("/leads/score", {"leads": [{"lead_id": lead_id, "features": features}]})
+    assert "probability" in lead.json()["results"][0], lead.text
+    fc = server.post("/forecast", {"nodes": ["total"]}).json()["results"][0]
+
+    url = f"sqlite:///{server.home / 'prediction_log.sqlite'}"
+    salt = (server.home / "prediction_log.salt").read_bytes()
+    hashed = {entity_hash(salt, i): i for i in [*ids, lead_id]}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # written off the request path: a moment later
+        log = read_log(url) if (server.home / "prediction_log.sqlite").exists() else pd.DataFrame()
+        if len(log) and set(hashed) <= set(log["entity"]) and "total" in set(log["entity"]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not logged within 15 s: {len(log)} rows")
+    mine = log[log["entity"].isin(hashed)].drop_duplicates("entity", keep="last").set_index("entity")
+    for r in churn:
+        row = mine.loc[entity_hash(salt, r["customer_id"])]
+        assert (row["product"], row["model_version"], row["band"]) == (
+            "churn_risk",
+            r["model_version"],
+            r["band"],
+        )
+        assert row["score"] == pytest.approx(r["probability"], abs=1e-12)
+    assert mine.loc[entity_hash(salt, lead_id), "product"] == "lead_score"
+    total = log[(log["product"] == "sales_forecast") & (log["entity"] == "total")].iloc[-1]
+    nxt = next(q for q in fc["quarters"] if q["quarter"] == "next")
+    assert total["score"] == pytest.approx(nxt["mean"]) and total["model_version"] == fc["model_version"]
+    raw = [*ids, lead_id]
+    stored = (server.home / "prediction_log.sqlite").read_bytes()
+    assert not [i for i in raw if i.encode() in stored]
+    server_log = server.log.read_text()
+    assert not [i for i in raw if i in server_log]
