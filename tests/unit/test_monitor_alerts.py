@@ -224,3 +224,17 @@ def test_a_receiver_that_is_down_costs_bounded_attempts_and_no_exception() -> No
     report = send_alerts(hook, _alerts(2), sleep=lambda s: None)
     assert (report.sent, report.failed, report.attempts) == (0, 2, 6)
     assert not [e for e in report.errors if "abc" in e or str(port) in e]  # neither the URL nor its token
+
+
+def test_the_monitor_command_says_what_is_wrong_and_exits_2(
+    salesml, fresh_home: Path, tmp_path: Path, small_synthetic_spec: Path
+) -> None:
+    unknown = salesml("monitor", "--dataset", "no-such-data-set")
+    assert unknown.returncode == 2 and "no-such-data-set" in unknown.stderr
+    bad_day = salesml("monitor", "--dataset", str(small_synthetic_spec), "--as-of", "2025-13-01")
+    assert bad_day.returncode == 2 and "--as-of must be a date written YYYY-MM-DD" in bad_day.stderr
+    rules = _write(tmp_path, "rules:\n  - {name: a, metric: nope, threshold: 0.1}\n")
+    bad_rules = salesml("monitor", "--dataset", str(small_synthetic_spec), "--rules", str(rules))
+    assert bad_rules.returncode == 2 and "rules.0.metric" in bad_rules.stderr
+    nothing = salesml("monitor", "--dataset", str(small_synthetic_spec), "--no-log")
+    assert nothing.returncode == 2 and "has no champion to monitor" in nothing.stderr

@@ -1,5 +1,6 @@
 """``salesml monitor``: check the champions of a data set against its newest data; the exit code says whether an
-alert fired (0 none, 1 alert, 2 error), so cron or CI can act on it."""
+alert fired (0 none, 1 alert, 2 error: bad input, or a champion that could not be checked; the report is written
+for the others), so cron or CI can act on it."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ def _monitor(dataset: str, as_of: str | None, rules_path: Path | None, out: Path
     paths = write_report(result, folder)
     for product, why in result.skipped.items():
         _out.print(f"{product}: {why}")
+    for product, why in result.errors.items():
+        _out.print(f"[bold red]{product} not checked[/bold red]: {why}", highlight=False)
     for product, section in result.sections.items():
         _out.print(f"{product}: {section['model']} v{section['version']} checked")
     if result.alerts:
@@ -100,4 +103,4 @@ def _monitor(dataset: str, as_of: str | None, rules_path: Path | None, out: Path
         _out.print(f"logged to MLflow run {run_id}")
     for name, path in paths.items():
         _out.print(f"wrote {name}: {path}")
-    return 1 if result.alerts else 0
+    return 2 if result.errors else 1 if result.alerts else 0

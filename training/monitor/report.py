@@ -96,6 +96,8 @@ def render_html(result: MonitorResult) -> str:
         parts += [f"<div class='alert'><b>{e(a.rule)}</b>: {e(a.message)}</div>" for a in result.alerts[:50]]
     else:
         parts.append("<div class='ok'>No alert.</div>")
+    for product, why in result.errors.items():
+        parts.append(f"<div class='alert'><b>{e(product)} not checked</b>: {e(why)}</div>")
     for product, why in result.skipped.items():
         parts.append(f"<p class='meta'>{e(product)}: {e(why)}</p>")
     sales = result.sections.get("sales_forecast")

@@ -43,6 +43,7 @@ class MonitorResult:
         findings: every finding (:data:`FINDING_COLUMNS`).
         alerts: the findings that fired a rule.
         skipped: per product without a champion (or not yet checkable), why.
+        errors: per product whose champion could not be checked on this data, the error (exit code 2).
     """
 
     dataset: str
@@ -51,6 +52,7 @@ class MonitorResult:
     findings: pd.DataFrame
     alerts: list[Alert]
     skipped: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class MonitorResult:
             "alerts": [a.to_message() for a in self.alerts],
             "sections": self.sections,
             "skipped": self.skipped,
+            "errors": self.errors,
             "findings": _records(self.findings),
         }
 
@@ -83,6 +86,7 @@ def run_monitor(
     sections: dict[str, dict[str, Any]] = {}
     findings: list[pd.DataFrame] = []
     skipped: dict[str, str] = {}
+    errors: dict[str, str] = {}
     checks: dict[str, Callable[..., tuple[dict[str, Any], pd.DataFrame]]] = {
         "sales_forecast": _sales_section,
         "churn_risk": _churn_section,
@@ -101,12 +105,15 @@ def run_monitor(
         except _NotYet as wait:
             skipped[product] = str(wait)
             continue
+        except SalesmlError as err:  # this product cannot be checked on this data: say so, check the others
+            errors[product] = f"{loaded.name} v{loaded.version}: {err}"
+            continue
         sections[product] = {"model": loaded.name, "version": loaded.version, **section}
         findings.append(found)
-    if not sections and not any(s.startswith("not yet") for s in skipped.values()):
+    if not sections and not errors and not any(s.startswith("not yet") for s in skipped.values()):
         raise SalesmlError(
             f"data set {dataset.name!r} has no champion to monitor ({'; '.join(skipped.values())}); train one "
-            f"with `salesml train sales|churn --dataset {dataset.name} --promote`"
+            f"with `salesml train sales|churn|leads --dataset {dataset.name} --promote`"
         )
     frame = pd.concat(findings, ignore_index=True) if findings else pd.DataFrame(columns=FINDING_COLUMNS)
     end = day if day is not None else _data_end(dataset)
@@ -117,6 +124,7 @@ def run_monitor(
         findings=frame,
         alerts=evaluate_rules(rules, frame),
         skipped=skipped,
+        errors=errors,
     )
 
 
