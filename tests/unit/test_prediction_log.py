@@ -60,3 +60,27 @@ def test_off_turns_it_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value
     monkeypatch.setenv("SALESML_PREDICTION_LOG", value)
     assert prediction_log_from_env(tmp_path) is None
     assert not (tmp_path / "prediction_log.salt").exists()
+
+
+def test_the_log_goes_to_postgresql_when_configured(
+    pg_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from tests.conftest import pg_url
+
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS prediction_log"))
+    monkeypatch.setenv("SALESML_PREDICTION_LOG_URL", pg_url(pg_engine))
+    log = prediction_log_from_env(tmp_path)
+    assert log is not None
+    try:
+        log.record("lead_score", "lead_score.x", "2", ["L-9"], [0.4], ["B"])
+        assert log.flush()
+        rows = read_log(pg_url(pg_engine), product="lead_score")
+        assert rows["entity"].tolist() == [entity_hash(installation_salt(tmp_path), "L-9")]
+        assert (log.written, log.dropped) == (1, 0)
+    finally:
+        log.close()
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS prediction_log"))
