@@ -24,9 +24,13 @@ _Z95 = float(norm.ppf(0.975))
 
 
 def unit_errors(actual: np.ndarray, mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Errors in units of the range's spread (``half-width / 1.96``) on their side; NaN for a zero-width side."""
+    """Errors in units of the range's spread (``half-width / 1.96``) on their side; where that side has no width
+    (a range clipped at zero for sales that are never negative, and a return came in) the other side's; NaN
+    where the range has no width at all."""
     above = actual >= mean
-    half = np.where(above, hi - mean, mean - lo).astype(float)
+    own = np.where(above, hi - mean, mean - lo).astype(float)
+    other = np.where(above, mean - lo, hi - mean).astype(float)
+    half = np.where(own > 0, own, other)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = (actual - mean) / (half / _Z95)
     return np.where(half > 0, z, np.nan)

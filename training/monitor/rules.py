@@ -14,7 +14,7 @@
         min_effect: 0.1                 # PSI for drift, money for anomalies
         min_samples: 100
     webhook:                            # optional: one JSON message per alert
-      url: https://hooks.example.com/salesml/${HOOK_TOKEN}
+      url: https://hooks.example.com/salesml/${HOOK_TOKEN}   # or url: ${SALESML_WEBHOOK_URL}
       timeout_seconds: 5
       retries: 3
       backoff_seconds: 0.5
@@ -28,10 +28,19 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import SalesmlError
 
@@ -80,6 +89,8 @@ Metric = Literal[
 ]
 FINDING_COLUMNS = ["product", "metric", "level", "node", "period", "value", "n", "effect", "message"]
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -96,22 +107,33 @@ class Rule(_Strict):
     min_samples: int = Field(1, ge=1)
     min_effect: float | None = Field(None, ge=0)
 
-    @model_validator(mode="after")
-    def _check(self) -> Rule:
-        if self.level is not None and self.node is not None:
-            raise ValueError("give at most one of 'level' or 'node'")
-        kind = METRICS[self.metric][1]
-        t = self.threshold
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, t: float, info: ValidationInfo) -> float:
         if not math.isfinite(t):
-            raise ValueError(f"threshold must be a finite number, got {t}")
+            raise ValueError(f"expected a finite number, got {t}")
+        metric = info.data.get("metric")
+        if metric is None:  # the metric's own error is reported instead
+            return t
+        direction, kind = METRICS[metric]
         if kind == "probability" and not 0 < t < 1:
             raise ValueError(
-                f"threshold of {self.metric} is a probability: expected 0 < threshold < 1, got {t}"
+                f"{metric} is a probability (fires {direction} the threshold): expected 0 < threshold < 1, got {t}"
             )
         if kind == "share" and not 0 < t <= 1:
-            raise ValueError(f"threshold of {self.metric} is a share: expected 0 < threshold <= 1, got {t}")
+            raise ValueError(
+                f"{metric} is a share (fires {direction} the threshold): expected 0 < threshold <= 1, got {t}"
+            )
         if kind == "nonnegative" and t < 0:
-            raise ValueError(f"threshold of {self.metric} must be >= 0, got {t}")
+            raise ValueError(f"{metric} is never negative: the threshold must be >= 0, got {t}")
+        return t
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Rule:
+        if self.level is not None and self.node is not None:
+            raise ValueError(
+                f"give at most one of 'level' or 'node', got level {self.level!r} and node {self.node!r}"
+            )
         return self
 
 
@@ -126,53 +148,129 @@ class Webhook(_Strict):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError(f"expected an http:// or https:// URL, got {url.split('?')[0]!r}")
+        if url.startswith("${"):  # the scheme comes from the environment: checked by resolved_url
+            return url
+        problem = _url_problem(_VAR.sub("1", url))  # a variable may stand for a host, a port or a path
+        if problem:
+            raise ValueError(problem)
         return url
 
+    def variables(self) -> list[str]:
+        """The environment variables the URL refers to as ``${VAR}``, in order."""
+        return _VAR.findall(self.url)
+
     def resolved_url(self) -> str:
+        """The URL with every ``${VAR}`` replaced by the environment variable's value.
+
+        Returns:
+            The URL to post to.
+
+        Raises:
+            SalesmlError: a variable is not set, or the URL it gives is not an http(s) URL.
+        """
+
         def sub(match: re.Match[str]) -> str:
             var = match.group(1)
             if var not in os.environ:
                 raise SalesmlError(
-                    f"webhook.url refers to ${{{var}}} but the environment variable {var} is not set"
+                    f"webhook.url: refers to ${{{var}}} but the environment variable {var} is not set; "
+                    "set it, or write the URL out"
                 )
             return os.environ[var]
 
-        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, self.url)
+        url = _VAR.sub(sub, self.url)
+        problem = _url_problem(url)
+        if problem:
+            raise SalesmlError(f"webhook.url: once the environment variables are read, {problem}")
+        return url
+
+
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be posted to, in words that never repeat the URL (it may hold a token)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "expected an http:// or https:// URL without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return "expected an http:// or https:// URL, got text that is not a URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        return f"expected an http:// or https:// URL, got {got}"
+    if not host:
+        return "expected an http:// or https:// URL with a host name, got none"
+    return None
 
 
 class AlertRules(_Strict):
+    """A rules file: the rules (at least one) and, optionally, the webhook that receives their alerts."""
+
     rules: list[Rule] = Field(min_length=1)
     webhook: Webhook | None = None
 
 
 def load_rules(path: str | os.PathLike[str]) -> AlertRules:
-    """Read and validate an alert rules file; every problem is named by its place (``rules.2.threshold``)."""
+    """Read and validate an alert rules file.
+
+    Args:
+        path: a YAML file shaped like the example at the top of this module.
+
+    Returns:
+        The validated rules; a webhook URL's ``${VAR}`` references have been checked against the environment.
+
+    Raises:
+        SalesmlError: the file is missing, unreadable or not YAML, or breaks a rule; the message names the file
+            and every problem by its place (``rules.2.threshold: ...``).
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as stream:
+            raw = yaml.safe_load(stream)
     except FileNotFoundError:
         raise SalesmlError(f"alert rules file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SalesmlError(f"alert rules file {path} cannot be read: {err}") from None
     except yaml.YAMLError as err:
         raise SalesmlError(f"alert rules file {path} is not valid YAML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SalesmlError(f"alert rules file {path} cannot be read as UTF-8 text: {err}") from None
     if not isinstance(raw, dict):
         raise SalesmlError(
-            f"alert rules file {path}: expected a mapping with 'rules' (and 'webhook'), got {raw!r}"
+            f"alert rules file {path}: expected a mapping with 'rules' (and optionally 'webhook'), "
+            f"got {type(raw).__name__ if raw is not None else 'an empty file'}"
         )
     try:
         rules = AlertRules.model_validate(raw)
     except ValidationError as err:
-        lines = [f"invalid alert rules {path}:"]
-        for e in err.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  - {where}: {e['msg'].removeprefix('Value error, ')}")
-        raise SalesmlError("\n".join(lines)) from None
+        raise SalesmlError(_format_validation_error(path, err)) from None
     if rules.webhook is not None:
-        rules.webhook.resolved_url()  # a variable that is not set fails now, not when an alert fires
+        try:
+            rules.webhook.resolved_url()  # a variable that is not set fails now, not when an alert fires
+        except SalesmlError as err:
+            raise SalesmlError(f"invalid alert rules {path}:\n  - {err}") from None
     return rules
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"invalid alert rules {path}:"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key; expected one of {_keys_at(loc)}"
+        elif isinstance(e.get("input"), str | int | float) and "got" not in msg and loc[-1:] != ("url",):
+            msg = f"{msg}; got {e['input']!r}"
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed where an unknown key ``loc`` was found."""
+    if len(loc) == 3 and loc[0] == "rules":
+        return list(Rule.model_fields)
+    if len(loc) == 2 and loc[0] == "webhook":
+        return list(Webhook.model_fields)
+    return list(AlertRules.model_fields)
 
 
 DEFAULT_RULES = AlertRules(
@@ -223,8 +321,15 @@ class Alert:
     message: str
 
     def to_message(self, *, installation: str | None = None) -> dict[str, Any]:
-        """The alert as a JSON-ready message (what the webhook receives)."""
-        out = {
+        """The alert as a JSON-ready message (what the webhook receives).
+
+        Args:
+            installation: a name for this salesml installation, added as ``installation`` when given.
+
+        Returns:
+            Plain str / int / float / None values; a NaN or infinite number becomes None.
+        """
+        out: dict[str, Any] = {
             "rule": self.rule,
             "product": self.product,
             "metric": self.metric,
@@ -232,8 +337,8 @@ class Alert:
             "node": self.node,
             "period": self.period,
             "value": _num(self.value),
-            "threshold": self.threshold,
-            "n": self.n,
+            "threshold": _num(self.threshold),
+            "n": int(self.n),
             "effect": _num(self.effect),
             "message": self.message,
         }
@@ -251,7 +356,23 @@ def _text(v: Any) -> str | None:
 
 
 def evaluate_rules(rules: AlertRules, findings: pd.DataFrame) -> list[Alert]:
-    """One alert per (rule, finding) that fires it; by product, metric, then the most money / effect first."""
+    """The alerts the findings raise: one per (rule, finding) that fires the rule.
+
+    A finding fires a rule when its metric is the rule's, its level / node match when the rule sets them, its
+    ``n`` reaches ``min_samples``, its effect reaches ``min_effect`` when set (a NaN effect never does) and its
+    value crosses the threshold in the metric's direction (see :data:`METRICS`).
+
+    Args:
+        rules: the rules to apply.
+        findings: one row per finding, with the columns :data:`FINDING_COLUMNS`.
+
+    Returns:
+        Alerts sorted by product, metric, then the largest effect (money, PSI) first, then the value;
+        alerts without an effect come after those with one.
+
+    Raises:
+        SalesmlError: ``findings`` lacks some of the columns.
+    """
     missing = [c for c in FINDING_COLUMNS if c not in findings.columns]
     if missing:
         raise SalesmlError(f"findings lack the column(s) {missing}; expected {FINDING_COLUMNS}")
@@ -263,13 +384,12 @@ def evaluate_rules(rules: AlertRules, findings: pd.DataFrame) -> list[Alert]:
             f = f[f["level"] == rule.level]
         if rule.node is not None:
             f = f[f["node"] == rule.node]
-        f = f[f["n"] >= rule.min_samples]
+        f = f[pd.to_numeric(f["n"], errors="coerce") >= rule.min_samples]
         if rule.min_effect is not None:
-            f = f[f["effect"].astype(float) >= rule.min_effect]  # NaN never passes
-        values = f["value"].astype(float)
+            f = f[pd.to_numeric(f["effect"], errors="coerce") >= rule.min_effect]  # NaN never passes
+        values = pd.to_numeric(f["value"], errors="coerce")
         f = f[values < rule.threshold] if direction == "below" else f[values > rule.threshold]
         for r in f.itertuples(index=False):
-            effect = None if pd.isna(r.effect) else float(r.effect)
             alerts.append(
                 Alert(
                     rule=rule.name,
@@ -281,8 +401,8 @@ def evaluate_rules(rules: AlertRules, findings: pd.DataFrame) -> list[Alert]:
                     value=float(r.value),
                     threshold=rule.threshold,
                     n=int(r.n),
-                    effect=effect,
+                    effect=None if pd.isna(r.effect) else _num(r.effect),
                     message=str(r.message),
                 )
             )
-    return sorted(alerts, key=lambda a: (a.product, a.metric, -(a.effect or 0.0), a.value))
+    return sorted(alerts, key=lambda a: (a.product, a.metric, a.effect is None, -(a.effect or 0.0), a.value))
