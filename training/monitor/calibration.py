@@ -37,28 +37,47 @@ def wilson_interval(events: Any, n: Any, confidence: float = 0.95) -> tuple[Any,
     return low, high
 
 
+def _as_float(values: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        sample = np.asarray(values, dtype=object).ravel()[:3].tolist()
+        raise SalesmlError(f"{what} must be numbers; found values such as {sample}") from None
+
+
 def _check(probability: Any, outcome: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(probability, dtype=float)
-    y = np.asarray(outcome)
+    p = _as_float(probability, "probabilities")
+    y = _as_float(outcome, "outcomes (0 or 1, or true / false)")
     if p.shape != y.shape or p.ndim != 1:
         raise SalesmlError(
-            f"probabilities and outcomes must be two lists of the same length; got {p.shape} and {y.shape}"
+            "probabilities and outcomes must be two one-dimensional lists of the same length; "
+            f"got shapes {p.shape} and {y.shape}"
         )
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
         bad = p[~(np.isfinite(p) & (p >= 0) & (p <= 1))][:3].tolist()
         raise SalesmlError(f"probabilities must be finite numbers in [0, 1]; found {bad}")
-    y = y.astype(float) if y.dtype != bool else y.astype(float)
     if not np.isin(y, (0.0, 1.0)).all():
         bad = y[~np.isin(y, (0.0, 1.0))][:3].tolist()
         raise SalesmlError(f"outcomes must be 0 or 1 (or true / false); found {bad}")
     return p, y
 
 
+def _bin_index(p: np.ndarray, bins: int) -> np.ndarray:
+    """Bin ``b`` holds ``b / bins <= p < (b + 1) / bins`` (1.0 in the last), the edges compared as the floats
+    ``b / bins`` (``floor(p * bins)`` alone puts 0.29 in [0.28, 0.29) at 100 bins: 0.29 * 100 < 29)."""
+    idx = np.floor(p * bins).astype(int)
+    idx += p >= (idx + 1) / bins
+    idx -= p < idx / bins
+    return np.clip(idx, 0, bins - 1)
+
+
 def calibration_table(probability: Any, outcome: Any, *, bins: int = 10) -> pd.DataFrame:
     """Per non-empty fixed-width bin of [0, 1] (1.0 in the last): ``bin_low, bin_high, n, events,
     mean_predicted, observed_rate, ci_low, ci_high``."""
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 1:
+        raise SalesmlError(f"bins must be a whole number of at least 1; got {bins!r}")
     p, y = _check(probability, outcome)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
+    idx = _bin_index(p, bins)
     rows = []
     for b in np.unique(idx):
         at = idx == b

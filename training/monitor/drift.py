@@ -49,6 +49,7 @@ class FeatureProfile:
     n: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The profile as JSON-ready plain lists, floats and ints (:meth:`from_dict` reads it back)."""
         return {
             "name": self.name,
             "kind": self.kind,
@@ -60,14 +61,38 @@ class FeatureProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureProfile:
-        return cls(
-            name=str(data["name"]),
-            kind=data["kind"],
-            edges=tuple(float(e) for e in data["edges"]),
-            categories=tuple(str(c) for c in data["categories"]),
-            counts=tuple(int(c) for c in data["counts"]),
-            n=int(data["n"]),
-        )
+        """The profile written by :meth:`to_dict`.
+
+        Raises:
+            SalesmlError: a key missing, an unknown kind, or counts that do not fit the bins.
+        """
+        try:
+            profile = cls(
+                name=str(data["name"]),
+                kind=data["kind"],
+                edges=tuple(float(e) for e in data["edges"]),
+                categories=tuple(str(c) for c in data["categories"]),
+                counts=tuple(int(c) for c in data["counts"]),
+                n=int(data["n"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SalesmlError(
+                f"a feature profile needs name, kind, edges, categories, counts and n; reading "
+                f"{str(dict(data).get('name', '?'))!r} failed on {exc!r}"
+            ) from None
+        bins = len(profile.edges) + 1 if profile.kind == "numeric" else len(profile.categories)
+        if profile.kind not in ("numeric", "categorical") or len(profile.counts) != bins + 1:
+            raise SalesmlError(
+                f"feature profile {profile.name!r}: expected kind numeric or categorical and {bins + 1} counts "
+                f"(one per bin, then missing values); found kind {profile.kind!r} and {len(profile.counts)} "
+                "counts; profile the training rows again with profile_frame"
+            )
+        if profile.kind == "categorical" and OTHER not in profile.categories:
+            raise SalesmlError(
+                f"feature profile {profile.name!r} has no {OTHER!r} bin for categories unseen in training; "
+                "profile the training rows again with profile_frame"
+            )
+        return profile
 
 
 def _is_numeric(values: pd.Series) -> bool:
