@@ -132,6 +132,8 @@ def test_a_return_below_a_range_clipped_at_zero_is_measured_by_the_other_side() 
     from training.forecast.tails import unit_errors
 
     # walmart: a department forecast at 0 with a 95 % range 0 .. 845 (clipped at zero), then a return of -45
-    z = unit_errors(np.array([-45.0, 10.0]), np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([845.0, 0.0]))
+    z = unit_errors(
+        np.array([-45.0, 10.0]), np.array([0.0, 0.0]), np.array([0.0, 0.0]), np.array([845.0, 0.0])
+    )
     assert z[0] == pytest.approx(-45 / (845 / 1.959963984540054))
     assert np.isnan(z[1])  # no width on either side: nothing to measure by
