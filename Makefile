@@ -8,7 +8,7 @@ DEMO_DATASET_FORECAST ?= walmart
 DEMO_DATASET_CHURN ?= cdnow
 DEMO_DATASET_LEADS ?= bank-marketing
 
-.PHONY: venv demo test test-fast lint lock notebook notebooks-strip clean
+.PHONY: venv sysdeps demo test test-fast lint lock notebook notebooks-strip clean
 
 # The environment is built from requirements.lock (exact versions), then the project is installed editable.
 $(BIN)/salesml: pyproject.toml requirements.lock
@@ -19,6 +19,19 @@ $(BIN)/salesml: pyproject.toml requirements.lock
 	touch $(BIN)/salesml
 
 venv: $(BIN)/salesml
+
+# Debian packages some features need: Chromium (the page's browser tests, driven by Playwright), Pango (WeasyPrint's
+# PDF of `salesml report`) and poppler (the report test reads the PDF back). Installed when missing (as root with
+# apt-get); elsewhere the command says what to install, and the tests that need them skip and say why.
+SYSTEM_PACKAGES := chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0
+sysdeps:
+	@missing="$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done | tr '\n' ' ')"; \
+	if [ -n "$${missing// /}" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages: $$missing(sudo apt-get install $$missing)"; fi; \
+	fi
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
@@ -33,7 +46,7 @@ PYTEST_WORKERS ?= 2
 XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 # Everything: unit, data, model, service (the README's test command).
-test: venv
+test: venv sysdeps
 	$(BIN)/python -m pytest -q $(XDIST)
 
 # The inner loop: unit tests that run in-process (no full training, no salesml subprocess).

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["date_text", "dates", "finite", "model_ref"]
+__all__ = ["current_service", "date_text", "dates", "finite", "model_ref"]
 
 
 def model_ref(champ: Any, as_of: str) -> dict[str, str]:
@@ -43,3 +43,13 @@ def finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if np.isfinite(v) else None
+
+
+def current_service() -> Any:
+    """The running service instance; None while it is starting (or in-process, with none instantiated)."""
+    import bentoml
+
+    try:
+        return bentoml.get_current_service()
+    except bentoml.exceptions.BentoMLException:
+        return None

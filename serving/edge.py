@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from features.settings import env_positive_int
+from serving.answers import current_service as _current_service
+from serving.page import PREFIX as PAGE_PREFIX
+from serving.page import page_access
 
 __all__ = ["EdgeMiddleware", "OPEN_PATHS", "ClientErrorLogFilter", "readable_error"]
 
@@ -65,7 +68,26 @@ class EdgeMiddleware:
         path = scope.get("path", "")
         method = scope.get("method", "GET")
         token = os.environ.get("SALESML_API_TOKEN")
-        if token and path not in OPEN_PATHS:
+        on_page = path == PAGE_PREFIX or path.startswith(PAGE_PREFIX + "/")
+        if token and on_page:  # the page's own rule: its cookie (or the Bearer header), else the login form
+            verdict = page_access(path, dict(scope.get("headers") or []), token)
+            if verdict == "login":
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 303,
+                        "headers": [
+                            (b"location", f"{PAGE_PREFIX}/login".encode()),
+                            (b"content-length", b"0"),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if verdict == "refuse":
+                await _json(send, 401, {"error": "unauthorized: sign in at /ui/login"})
+                return
+        elif token and path not in OPEN_PATHS:
             headers = dict(scope.get("headers") or [])
             scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             # The scheme name is case-insensitive (RFC 9110); the token is compared in constant time.
@@ -172,16 +194,6 @@ class EdgeMiddleware:
             model_info_schema=ModelInfo.model_json_schema(ref_template="#/components/schemas/{model}"),
         )
         await _json(send, 200, doc)
-
-
-def _current_service() -> Any:
-    """The running service instance; None while it is starting (or in-process, with none instantiated)."""
-    import bentoml
-
-    try:
-        return bentoml.get_current_service()
-    except bentoml.exceptions.BentoMLException:
-        return None
 
 
 def _forecast_nodes(service: Any) -> Any:

@@ -30,9 +30,12 @@ from pydantic import BaseModel, Field
 
 from features.settings import env_positive_int  # the decorator below reads the environment at import
 from serving import timeout
-from serving.answers import dates, finite, model_ref
+from serving.answers import finite, model_ref
 from serving.batcher import MicroBatcher
 from serving.edge import ClientErrorLogFilter, EdgeMiddleware
+from serving.forecast_answers import forecast_results, plan_response
+from serving.page import PREFIX as PAGE_PREFIX
+from serving.page import page_app
 from serving.schemas import (
     ChurnResult,
     ChurnScoreRequest,
@@ -177,9 +180,6 @@ def _check_batch(items: list[Any], field: str) -> None:
         raise BadRequest(f"{field}: {len(items)} items is above the limit of {max_batch()} per request")
 
 
-_Q_FIELDS = ("actual_to_date", "mean", "median", "lo_80", "hi_80", "lo_95", "hi_95")
-
-
 def _settle_heap() -> None:
     """Collect once, then keep what is loaded (models, snapshot, libraries) out of later collections.
 
@@ -199,6 +199,7 @@ sys.setswitchinterval(0.0005)
 
 # Worker processes and request threads per worker: `salesml serve --workers N --threads M` sets these (BentoML 1.4
 # reads them only from the decorator). Defaults measured on 2 cores in benchmarks/README.md.
+@bentoml.asgi_app(page_app(), path=PAGE_PREFIX)  # the planner's page (serving/page)
 @bentoml.service(
     name="salesml",
     traffic={"timeout": 60},
@@ -349,51 +350,10 @@ class SalesML:
         if nodes is not None:
             _check_batch(nodes, "nodes")
         champ = self._champion("sales_forecast")
-        from training.forecast.serve_api import forecast_nodes, quarter_totals
-
         with _client_errors():
-            periods = forecast_nodes(champ.model.model, nodes=nodes, level=level)
-            quarters = quarter_totals(champ.model.model, nodes=nodes, level=level)
-        cutoff = str(champ.meta.get("data_cutoff") or getattr(champ.model.model, "data_cutoff", "") or "")
-        order = nodes if nodes is not None else list(dict.fromkeys(periods["unique_id"]))
-        # Built column-wise (one pass over each table), not by slicing a frame per node.
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for uid, ds, m, l8, h8, l9, h9 in zip(
-            periods["unique_id"].tolist(),
-            dates(periods["ds"]),
-            *(periods[c].astype(float).tolist() for c in ("mean", "lo-80", "hi-80", "lo-95", "hi-95")),
-            strict=True,
-        ):
-            by_node.setdefault(uid, []).append(
-                {"ds": ds, "mean": m, "lo_80": l8, "hi_80": h8, "lo_95": l9, "hi_95": h9}
-            )
-        q_by_node: dict[str, list[dict[str, Any]]] = {}
-        q_cols = ("actual_to_date", "mean", "median", "lo-80", "hi-80", "lo-95", "hi-95")
-        for uid, quarter, period, *vals in zip(
-            quarters["unique_id"].tolist(),
-            quarters["quarter"].tolist(),
-            [str(p) for p in quarters["period"]],
-            *(quarters[c].astype(float).tolist() for c in q_cols),
-            strict=True,
-        ):
-            q_by_node.setdefault(uid, []).append(
-                {"quarter": quarter, "period": period, **dict(zip(_Q_FIELDS, vals, strict=True))}
-            )
-        levels = dict(
-            zip(quarters["unique_id"].tolist(), quarters["level"].astype(str).tolist(), strict=True)
-        )
-        levels.update(zip(periods["unique_id"].tolist(), periods["level"].astype(str).tolist(), strict=True))
-        ref = model_ref(champ, cutoff)
-        results = [
-            ForecastNode(
-                node=uid,
-                level=levels.get(uid, ""),
-                periods=by_node.get(uid, []),
-                quarters=q_by_node.get(uid, []),
-                **ref,
-            )
-            for uid in order
-        ]
+            results = forecast_results(champ, nodes=nodes, level=level)
+        order = [r.node for r in results]
+        q_by_node = {r.node: [q.model_dump() for q in r.quarters] for r in results}
         if self.log is not None:
             totals = {(u, q["quarter"]): q["mean"] for u, qs in q_by_node.items() for q in qs}
             self.log.record(
@@ -414,29 +374,8 @@ class SalesML:
     def plan(self, node: str, target: float, quarter: str = "next") -> PlanResponse:
         """Break a quarter target for a node down to its children (proportional to their forecast)."""
         champ = self._champion("sales_forecast")
-        from training.forecast.serve_api import plan_target
-
         with _client_errors():  # the quarter and the target's bounds were checked by the schema
-            table = plan_target(champ.model.model, node, target, quarter)  # type: ignore[arg-type]
-        cutoff = str(champ.meta.get("data_cutoff") or "")
-        return PlanResponse(
-            node=node,
-            quarter=quarter,  # type: ignore[arg-type]
-            target=float(target),
-            rows=[
-                {
-                    "node": r["unique_id"],
-                    "level": str(r["level"]),
-                    "role": r["role"],
-                    "share": float(r["share"]),
-                    "target": float(r["target"]),
-                    "median": float(r["median"]),
-                    "probability": float(r["probability"]),
-                }
-                for _, r in table.iterrows()
-            ],
-            **model_ref(champ, cutoff),
-        )
+            return plan_response(champ, node, target, quarter)
 
     # -- operations -------------------------------------------------------------------------------------
 

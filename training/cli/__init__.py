@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 
 from features.errors import SalesmlError
-from training.cli import churn, data, leads, models, monitor, sales, serve
+from training.cli import churn, data, leads, models, monitor, report, sales, serve
 
 __all__ = ["app", "backtest_app", "main", "score_app", "train_app"]
 
@@ -43,6 +43,7 @@ app.add_typer(backtest_app, name="backtest")
 app.add_typer(score_app, name="score")
 app.add_typer(models.models_app, name="models")
 app.add_typer(monitor.app)
+app.add_typer(report.app)
 for leaf in (churn, leads, sales):
     train_app.add_typer(leaf.train_app)
 backtest_app.add_typer(sales.backtest_app)

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["FORECAST_COLUMNS", "QUARTER_COLUMNS", "ForecastArtifacts"]
+__all__ = [
+    "FORECAST_COLUMNS",
+    "HISTORY_COLUMNS",
+    "LAST_QUARTER_COLUMNS",
+    "QUARTER_COLUMNS",
+    "ForecastArtifacts",
+]
 
 FORECAST_COLUMNS = ["unique_id", "level", "ds", "mean", "lo-80", "hi-80", "lo-95", "hi-95"]
+HISTORY_COLUMNS = ["unique_id", "ds", "y"]
+LAST_QUARTER_COLUMNS = ["unique_id", "level", "period", "cutoff", "periods", "actual", "forecast"]
 QUARTER_COLUMNS = [
     "unique_id",
     "level",
@@ -42,13 +50,20 @@ class ForecastArtifacts:
             ``actual_to_date, forecast_rest, mean, median, lo/hi-80/95`` and the quantiles ``q01 .. q99`` of
             the calibrated quarter-total distribution.
         nodes: ``unique_id, level, hierarchy, depth, parent, is_bottom``.
-        meta: ``dataset, spec_fingerprint, cutoff`` (last period with data), ``freq, model, levels`` ...
+        meta: ``dataset, spec_fingerprint, cutoff`` (last period with data), ``freq, model, levels``,
+            ``accuracy`` (per level, the served forecast and every baseline on the evaluation windows) ...
+        history: ``unique_id, ds, y``: every node's actuals over the last two years (the page's fan charts).
+        last_quarter: per node, the last complete quarter's actual beside what the backtest forecast for it
+            from the latest evaluation cutoff before it (``LAST_QUARTER_COLUMNS``; empty when no window covers
+            it). Both empty for versions trained before they were kept.
     """
 
     forecasts: pd.DataFrame
     quarters: pd.DataFrame
     nodes: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=HISTORY_COLUMNS))
+    last_quarter: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LAST_QUARTER_COLUMNS))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -56,17 +71,25 @@ class ForecastArtifacts:
         self.forecasts.to_parquet(path / "forecasts.parquet", index=False)
         self.quarters.to_parquet(path / "quarters.parquet", index=False)
         self.nodes.to_parquet(path / "nodes.parquet", index=False)
+        self.history.to_parquet(path / "history.parquet", index=False)
+        self.last_quarter.to_parquet(path / "last_quarter.parquet", index=False)
         (path / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ForecastArtifacts:
         path = Path(path)
+        optional = {
+            name: pd.read_parquet(path / f"{name}.parquet")
+            for name in ("history", "last_quarter")
+            if (path / f"{name}.parquet").exists()  # absent from versions trained before they were kept
+        }
         return cls(
             forecasts=pd.read_parquet(path / "forecasts.parquet"),
             quarters=pd.read_parquet(path / "quarters.parquet"),
             nodes=pd.read_parquet(path / "nodes.parquet"),
             meta=json.loads((path / "meta.json").read_text()),
+            **optional,
         )
 
     @property

@@ -23,6 +23,7 @@ from training.forecast.intervals import (
     range_scores,
     step_intervals,
 )
+from training.forecast.recent import accuracy_rows, last_quarter_table, recent_history
 
 __all__ = ["forecast_quarters", "quarter_periods"]
 
@@ -138,4 +139,12 @@ def forecast_quarters(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(meta or {}),
     }
-    return ForecastArtifacts(forecasts=forecasts, quarters=quarters, nodes=series.nodes.copy(), meta=info)
+    info["accuracy"] = accuracy_rows(backtest)
+    return ForecastArtifacts(
+        forecasts=forecasts,
+        quarters=quarters,
+        nodes=series.nodes.copy(),
+        meta=info,
+        history=recent_history(series),
+        last_quarter=last_quarter_table(series, backtest),
+    )
