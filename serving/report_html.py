@@ -55,10 +55,10 @@ def money(value: float | None) -> str:
 
 
 def percent(p: float | None) -> str:
-    """A probability as the report prints it: whole per cent (``62 %``)."""
+    """A probability as the report prints it: whole per cent (``62%``)."""
     if p is None or not math.isfinite(p):
         return "–"
-    return f"{100 * p:.0f} %"
+    return f"{100 * p:.0f}%"
 
 
 def _short(value: float) -> str:
@@ -112,6 +112,11 @@ def chart(section: dict[str, Any]) -> str:
     out.append(
         f"<rect x='{left}' y='{y + 5}' width='{x(q['mean']) - left:.1f}' height='14' fill='{_BLUE}' rx='2'/>"
     )
+    if q["quarter"] == "current" and q["actual_to_date"] > 0:
+        out.append(
+            f"<rect x='{left}' y='{y + 5}' width='{x(q['actual_to_date']) - left:.1f}' height='14' "
+            f"fill='{_DARK}' fill-opacity='0.45' rx='2'/>"
+        )
     mid = y + 12
     out.append(
         f"<line x1='{x(q['lo_95']):.1f}' y1='{mid}' x2='{x(q['hi_95']):.1f}' y2='{mid}' stroke='{_DARK}' "
@@ -149,7 +154,9 @@ def chart(section: dict[str, Any]) -> str:
         )
     out.append("</svg>")
     legend = (
-        "Blue bar: forecast mean; thick line: 80 % range; thin line: 95 % range"
+        "Blue bar: forecast mean"
+        + ("; its darker part: sales to date" if q["quarter"] == "current" else "")
+        + "; thick line: 80 % range; thin line: 95 % range"
         + ("; red tick: target" if target is not None else "")
         + ("; grey bar: last complete quarter's actual, dark tick: its forecast" if last else "")
         + "."

@@ -229,6 +229,8 @@ LONGEST_FIRST = (
     "unit/test_forecast.py",
     "model/test_leads_model.py",
     "model/test_monitor_scores.py",
+    "model/test_report.py",  # three report runs on the shared store
+    "service/test_page.py",  # its own service and a browser
     "service/test_team_mode.py",
     "model/test_forecast_crm.py",
     "data/test_scores_cli.py",

@@ -56,10 +56,15 @@ def _art(champ: Any) -> Any:
 
 
 def _label(uid: str) -> str:
-    """A node's own name: ``region=North/manager=M01`` -> ``M01``; a cross node ``a|b`` -> ``rep · product``."""
+    """A node's own name: ``region=North/manager=M01`` -> ``M01``, ``store_type=A/store=4`` -> ``store 4``; a cross
+    node ``a|b`` -> ``R001 · CL1``."""
     if uid == "total":
         return "Total"
-    return " · ".join(part.rsplit("/", 1)[-1].split("=", 1)[-1] for part in uid.split("|"))
+    names = []
+    for part in uid.split("|"):
+        level, _, value = part.rsplit("/", 1)[-1].partition("=")
+        names.append(f"{level} {value}" if value.isdigit() else value)  # "store 4", not a bare "4"
+    return " · ".join(names)
 
 
 def forecast_tree(champ: Any) -> dict[str, Any]:

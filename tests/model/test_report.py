@@ -12,7 +12,6 @@ champion is exit 1 naming the command that trains one.
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import subprocess
@@ -38,7 +37,7 @@ def money(v: float) -> str:  # as the report prints amounts: whole units, thousa
 
 
 def pct(p: float) -> str:  # and probabilities: whole per cent
-    return f"{100 * p:.0f} %"
+    return f"{100 * p:.0f}%"
 
 
 @pytest.fixture(scope="module")
@@ -222,19 +221,6 @@ def test_a_write_that_fails_after_rendering_leaves_no_file_and_no_temporary_file
     assert done.returncode == 1, done.stderr[-2000:]
     assert "could not write" in done.stderr and str(taken) in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"] and taken.is_dir() and not any(taken.iterdir())
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
-def test_a_read_only_folder_is_an_error_and_leaves_nothing(env: dict[str, str], tmp_path: Path) -> None:
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        done = run_cli("report", "--quarter", "next", "--out", str(folder / "r.pdf"), env=env)
-        assert done.returncode == 1 and "could not write" in done.stderr
-        assert list(folder.iterdir()) == []
-    finally:
-        folder.chmod(0o755)
 
 
 def test_write_atomic_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:

@@ -40,13 +40,14 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write a quarterly report: per child of --node, the quarter's forecast against its target and the chance of
-    reaching it, the last complete quarter's forecast against its actual, the top customers at risk, the lead
-    pipeline by grade and the models behind them. HTML (self-contained) or PDF, written atomically.
+    """Write a quarterly report, one section per child of --node: forecast vs target, last quarter, customers
+    at risk, lead pipeline.
 
-    The champions are those `salesml serve` would serve (SALESML_SERVE_SALES / _CHURN / _LEADS). Exit 1 when no
-    sales_forecast champion is served (the message names the command that trains one) or the file cannot be
-    written; 2 for bad input.
+    Each section: the quarter's forecast against its target and the probability of reaching it, the last complete
+    quarter's forecast against its actual, the top customers by revenue at risk, the lead pipeline by grade and the
+    models behind them. HTML (self-contained) or PDF, written atomically. The champions are those `salesml serve`
+    would serve (SALESML_SERVE_SALES / _CHURN / _LEADS). Exit 1 when no sales_forecast champion is served (the
+    message names the command that trains one) or the file cannot be written; 2 for bad input.
     """
     settings = get_settings()
     env = {
@@ -55,6 +56,10 @@ def report(
         # Fail fast when a registry server is unreachable: the report then uses the local copies.
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "5"),
+        # no progress bars in a cron job's mail
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": os.environ.get(
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"
+        ),
     }
     # The report runs from the project folder: the paths given are made absolute first.
     cmd = [sys.executable, "-m", "serving.report", "--quarter", quarter, "--node", node]

@@ -27,11 +27,14 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
+class Unavailable extends Error {}  // the model behind a view is not being served: said on the view, not an error
+
 async function api(path, options) {
   const answer = await fetch("/ui/api/" + path, { credentials: "same-origin", ...(options || {}) });
   if (answer.status === 401) { window.location.assign("/ui/login"); throw new Error("sign in first"); }
   const body = await answer.json().catch(() => ({ error: `HTTP ${answer.status}` }));
   if (!answer.ok) throw new Error(body.error || `HTTP ${answer.status}`);
+  if (body.unavailable) throw new Unavailable(body.unavailable);
   return body;
 }
 
@@ -48,6 +51,11 @@ function table(columns, rows, rowAttrs) {
       columns.map((c) => h("td", { class: c.num ? "num" : null }, c.cell(r, i)))))));
 }
 
+function failure(err) {
+  return err instanceof Unavailable ? h("p", { class: "notice", role: "status" }, err.message)
+    : h("p", { class: "error", role: "alert" }, err.message);
+}
+
 // ---------------------------------------------------------------- forecast: tree ---------------------------------
 function indexTree(tree) {
   state.tree = tree;
@@ -62,13 +70,13 @@ function indexTree(tree) {
 
 function treeItem(node, depth) {
   const kids = state.kids.get(node.id) || [];
-  const li = h("li", { role: "treeitem", "aria-level": depth, "aria-expanded": kids.length ? "false" : null, "data-id": node.id });
+  const li = h("li", { "data-level": depth, "data-open": kids.length ? "false" : null, "data-id": node.id });
   const toggle = kids.length
-    ? h("button", { class: "toggle", type: "button", "aria-label": `Show the children of ${node.label}`, tabindex: "-1",
+    ? h("button", { class: "toggle", type: "button", "aria-label": `Children of ${node.label}`, "aria-expanded": "false", tabindex: "-1",
         onclick: () => toggleNode(li, node, depth) }, "▸")
     : h("span", { class: "toggle", "aria-hidden": "true" }, "");
-  const name = h("button", { class: "name", type: "button", "data-node": node.id, "aria-selected": String(node.id === state.selected),
-      onclick: () => { selectNode(node.id); if (kids.length && li.getAttribute("aria-expanded") === "false") toggleNode(li, node, depth); },
+  const name = h("button", { class: "name", type: "button", "data-node": node.id, "aria-current": node.id === state.selected ? "true" : null,
+      onclick: () => { selectNode(node.id); if (kids.length && li.dataset.open === "false") toggleNode(li, node, depth); },
       onkeydown: (e) => treeKeys(e, li, node, depth) },
     h("span", {}, node.label), h("span", { class: "amt" }, fmt(node.next)));
   li.append(h("div", { class: "row" }, toggle, name));
@@ -76,17 +84,19 @@ function treeItem(node, depth) {
 }
 
 function toggleNode(li, node, depth) {
-  const open = li.getAttribute("aria-expanded") === "true";
+  const open = li.dataset.open === "true";
   const existing = li.querySelector(":scope > ul");
-  if (open) { li.setAttribute("aria-expanded", "false"); if (existing) existing.hidden = true; li.querySelector(".toggle").textContent = "▸"; return; }
-  li.setAttribute("aria-expanded", "true");
-  li.querySelector(".toggle").textContent = "▾";
+  const toggle = li.querySelector(":scope > .row > .toggle");
+  li.dataset.open = String(!open);
+  toggle.setAttribute("aria-expanded", String(!open));
+  toggle.textContent = open ? "▸" : "▾";
+  if (open) { if (existing) existing.hidden = true; return; }
   if (existing) { existing.hidden = false; return; }
   const kids = state.kids.get(node.id) || [];
-  const ul = h("ul", { role: "group" });
+  const ul = h("ul", {});
   const levels = [...new Set(kids.map((k) => k.level))];
   for (const level of levels) {
-    if (levels.length > 1) ul.append(h("li", { class: "group", role: "presentation" }, level));
+    if (levels.length > 1) ul.append(h("li", { class: "group" }, level));
     for (const k of kids.filter((x) => x.level === level)) ul.append(treeItem(k, depth + 1));
   }
   li.append(ul);
@@ -95,13 +105,13 @@ function toggleNode(li, node, depth) {
 function treeKeys(event, li, node, depth) {
   const buttons = [...document.querySelectorAll("#tree button.name")].filter((b) => b.offsetParent !== null);
   const at = buttons.indexOf(event.currentTarget);
-  const open = li.getAttribute("aria-expanded");
+  const open = li.dataset.open;
   if (event.key === "ArrowDown" && at + 1 < buttons.length) { buttons[at + 1].focus(); event.preventDefault(); }
   else if (event.key === "ArrowUp" && at > 0) { buttons[at - 1].focus(); event.preventDefault(); }
   else if (event.key === "ArrowRight" && open === "false") { toggleNode(li, node, depth); event.preventDefault(); }
   else if (event.key === "ArrowLeft") {
     if (open === "true") toggleNode(li, node, depth);
-    else { const up = li.parentElement.closest("li[role=treeitem]"); if (up) up.querySelector("button.name").focus(); }
+    else { const up = li.parentElement.closest("li[data-id]"); if (up) up.querySelector("button.name").focus(); }
     event.preventDefault();
   }
 }
@@ -116,9 +126,11 @@ function reveal(id) {
   // Open every ancestor's branch so that the node's row exists, then mark it.
   for (const n of pathTo(id).slice(0, -1)) {
     const li = document.querySelector(`#tree li[data-id="${CSS.escape(n.id)}"]`);
-    if (li && li.getAttribute("aria-expanded") === "false") toggleNode(li, n, Number(li.getAttribute("aria-level")));
+    if (li && li.dataset.open === "false") toggleNode(li, n, Number(li.dataset.level));
   }
-  for (const b of document.querySelectorAll("#tree button.name")) b.setAttribute("aria-selected", String(b.dataset.node === id));
+  for (const b of document.querySelectorAll("#tree button.name")) {
+    if (b.dataset.node === id) b.setAttribute("aria-current", "true"); else b.removeAttribute("aria-current");
+  }
   const row = document.querySelector(`#tree button.name[data-node="${CSS.escape(id)}"]`);
   if (row) row.scrollIntoView({ block: "nearest" });
 }
@@ -353,7 +365,7 @@ async function loadChurn() {
         { label: "tier", cell: (r) => h("span", { class: `tier tier-${r.band}` }, r.band) },
         { label: "top reasons", cell: (r) => reasons(r.reasons, "risk") },
       ], c.rows, (r) => ({ "data-customer": r.customer_id, "data-probability": r.probability })));
-  } catch (err) { out.replaceChildren(h("p", { class: "error", role: "alert" }, err.message)); }
+  } catch (err) { out.replaceChildren(failure(err)); }
   out.removeAttribute("aria-busy");
 }
 
@@ -374,7 +386,7 @@ async function loadLeads() {
           { label: "pipeline value", num: true, cell: (g) => fmt(g.value) },
           { label: "expected value", num: true, cell: (g) => fmt(g.expected_value) },
         ] : []),
-        { label: "", cell: (g) => h("span", { class: "bar", style: `width:${Math.round(160 * ((l.has_value ? g.expected_value : g.count) || 0) / maxEv)}px`, "aria-hidden": "true" }) },
+        { label: h("span", { class: "visually-hidden" }, "share"), cell: (g) => h("span", { class: "bar", style: `width:${Math.round(160 * ((l.has_value ? g.expected_value : g.count) || 0) / maxEv)}px`, "aria-hidden": "true" }) },
       ], l.grades, (g) => ({ "data-grade": g.grade })),
       h("h2", {}, `Top ${l.top.length} ${l.has_value ? "by expected value" : "by probability"}`),
       table([
@@ -384,7 +396,7 @@ async function loadLeads() {
         ...(l.has_value ? [{ label: "value", num: true, cell: (r) => fmt(r.value) }, { label: "expected value", num: true, cell: (r) => fmt(r.expected_value) }] : []),
         { label: "factors", cell: (r) => reasons(r.factors, "chance") },
       ], l.top, (r) => ({ "data-lead": r.lead_id })));
-  } catch (err) { out.replaceChildren(h("p", { class: "error", role: "alert" }, err.message)); }
+  } catch (err) { out.replaceChildren(failure(err)); }
 }
 
 // ---------------------------------------------------------------- models -----------------------------------------
@@ -415,7 +427,7 @@ async function loadModels() {
       ], [...hist].reverse()));
     }
     out.replaceChildren(...parts);
-  } catch (err) { out.replaceChildren(h("p", { class: "error", role: "alert" }, err.message)); }
+  } catch (err) { out.replaceChildren(failure(err)); }
 }
 
 // ---------------------------------------------------------------- views ------------------------------------------
@@ -452,6 +464,7 @@ async function start() {
     ul.replaceChildren(item);
     toggleNode(item, root, 1);
     await selectNode(root.id);
+    document.body.dataset.readyMs = String(Math.round(performance.now()));  // since navigation began (benchmarks)
     document.body.dataset.ready = "true";
   } catch (err) {
     showError(`The forecast could not be loaded: ${err.message}`);
