@@ -49,5 +49,5 @@ for _ in $(seq 1 120); do
 done
 echo "== one working curl per endpoint (each was just tried):"
 "$BIN/python" scripts/demo_curls.py --url "http://127.0.0.1:$PORT"
-echo "The service is running on http://127.0.0.1:$PORT (OpenAPI: /docs.json). Ctrl-C stops it."
+echo "The service is running on http://127.0.0.1:$PORT (OpenAPI: /docs.json; the planner's page: http://127.0.0.1:$PORT/ui/). Ctrl-C stops it."
 wait "$SERVER"

@@ -46,6 +46,7 @@ def main() -> int:
         features = {k: (None if v != v else v.item() if hasattr(v, "item") else str(v)) for k, v in row.items() if k not in skip}
         features = {k: v for k, v in features.items() if not hasattr(v, "isoformat")}
         calls.append(("POST", "/leads/score", {"leads": [{"lead_id": "DEMO-1", "features": features}]}))
+    calls.append(("GET", "/ui/", None))  # the planner's page (a browser signs in with the token once)
     calls.append(("POST", "/admin/reload", {}))
 
     ok = True
