@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ from features.churn_history import (
     churn_labels,
     churn_partition,
 )
+from features.distributed import map_partitions
 from features.load import Dataset, join_lookups
 from features.spec import AMOUNT, CHURN_LABEL, CUSTOMER_ID, PRODUCT_ID, QUANTITY, TIME, Role
 
@@ -196,6 +197,12 @@ def _partitions(ids: pd.Series, n_partitions: int) -> np.ndarray:
     return (pd.util.hash_array(ids.astype(str).to_numpy()) % np.uint64(n_partitions)).astype(np.int64)
 
 
+def _churn_partition(
+    transactions: pd.DataFrame, cutoffs: Sequence[pd.Timestamp], customers: pd.DataFrame | None, **kw: Any
+) -> pd.DataFrame:
+    return churn_partition(transactions, cutoffs, customers=customers, **kw)
+
+
 def build_churn_set(
     dataset: Dataset,
     *,
@@ -205,6 +212,7 @@ def build_churn_set(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     n_partitions: int = 1,
+    client: Any | None = None,
 ) -> ChurnSet:
     """The churn training set of a loaded data set (transactions at cutoffs, or a labelled snapshot).
 
@@ -217,6 +225,8 @@ def build_churn_set(
         lookback_days: a customer is scored / trained on at a cutoff if they bought within this many days.
         n_partitions: split customers into this many hash partitions and build each on its own (the result is
             the same; this is the shape a distributed run takes).
+        client: a ``distributed.Client`` (:func:`features.distributed.scheduler_client`): the partitions are
+            built on its workers (four per worker unless ``n_partitions`` says more) and only their rows come back.
 
     Raises:
         ChurnInputError: missing roles, a non-positive horizon, too little history, no active customer at the
@@ -252,25 +262,27 @@ def build_churn_set(
         tx[TIME].min(), data_end, horizon_days=horizon, n_cutoffs=n_cutoffs
     )
     cutoffs = [*label_cutoffs, score_cutoff]
-    parts = []
+    if client is not None:
+        n_partitions = max(n_partitions, 4 * len(client.scheduler_info().get("workers", {})) or 1)
+    inputs = []
     part_of = _partitions(tx[CUSTOMER_ID], n_partitions) if n_partitions > 1 else np.zeros(len(tx), np.int64)
     for p in range(n_partitions):
         tx_p = tx[part_of == p] if n_partitions > 1 else tx
         cust_p = customers
         if customers is not None and n_partitions > 1:
             cust_p = customers[customers[CUSTOMER_ID].isin(tx_p[CUSTOMER_ID].unique())]
-        parts.append(
-            churn_partition(
-                tx_p,
-                cutoffs,
-                horizon_days=horizon,
-                data_end=data_end,
-                customers=cust_p,
-                windows=windows,
-                lookback_days=lookback_days,
-                breadth=breadth,
-            )
-        )
+        inputs.append((tx_p, cutoffs, cust_p))
+    parts = map_partitions(
+        client,
+        _churn_partition,
+        inputs,
+        horizon_days=horizon,
+        data_end=data_end,
+        windows=windows,
+        lookback_days=lookback_days,
+        breadth=breadth,
+    )
+    parts = [part for part in parts if len(part)] or parts[:1]  # a partition may hold no active customer
     frame = parts[0]  # one partition: already ordered by cutoff, then customer id
     if len(parts) > 1:
         frame = pd.concat(parts, ignore_index=True).sort_values([CUTOFF, CUSTOMER_ID], kind="stable")

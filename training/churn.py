@@ -194,6 +194,7 @@ def train_churn(
     forward_search: bool = True,
     n_jobs: int | None = None,
     blend: bool = True,
+    client: Any | None = None,
 ) -> ChurnTraining:
     """Build the churn training set and fit the shared classifier (time slices, or stratified for snapshots).
 
@@ -208,7 +209,9 @@ def train_churn(
     choose a LightGBM + logistic regression blend on the calibration slice (``TrainConfig.blend_shares``);
     ``False``: LightGBM alone.
     """
-    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of)
+    churn_set = build_churn_set(
+        dataset, horizon_days=horizon_days, n_cutoffs=n_cutoffs, as_of=as_of, client=client
+    )
     if bgnbd:
         churn_set = with_bgnbd(churn_set)
     if cutoff_ranks:

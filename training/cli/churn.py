@@ -67,22 +67,31 @@ def train_churn_cmd(
         20, "--trials", min=1, help="Optuna trials for LightGBM (bounded by --timeout)."
     ),
     timeout: float = typer.Option(240.0, "--timeout", min=1.0, help="Seconds for the hyperparameter search."),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Build the training set on Dask: 'local' (a LocalCluster on this machine) or a scheduler address "
+        "(tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process.",
+    ),
 ) -> None:
     """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk.<data set>'."""
     from features.churn_snapshot import write_churn_snapshot
+    from features.distributed import scheduler_client
     from features.load import load_dataset
     from training.products import product
 
     churn = product("churn_risk")
     ds = load_dataset(dataset)
-    training = churn.train(
-        ds,
-        horizon_days=_horizon(horizon_days),
-        n_cutoffs=cutoffs,
-        as_of=as_of,
-        n_trials=trials,
-        timeout_s=timeout,
-    )
+    with scheduler_client(scheduler) as client:
+        training = churn.train(
+            ds,
+            horizon_days=_horizon(horizon_days),
+            n_cutoffs=cutoffs,
+            as_of=as_of,
+            n_trials=trials,
+            timeout_s=timeout,
+            client=client,
+        )
     cs, result = training.churn_set, training.result
     _out.print(
         f"[bold]{ds.name}[/bold] ({cs.kind}): {len(cs.labeled()):,} labelled rows, H = {cs.horizon_days} days, "
