@@ -7,7 +7,6 @@ Loading never writes to a source. Every rule a table breaks is collected and rai
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from features.errors import SalesmlError
 from features.settings import Settings, get_settings
+from features.sources import read_source as _read_source
 from features.spec import (
     AMOUNT,
     CHURN_LABEL,
@@ -110,87 +110,6 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]
 # What a source that cannot be read raises: I/O, decoding, a malformed CSV or Parquet file (pyarrow's
 # ArrowInvalid is a ValueError), an unknown encoding (LookupError), a separator pandas rejects (ValueError, or a
 # regular expression error for a multi-character one).
-_UNREADABLE = (OSError, ValueError, LookupError, re.error, pd.errors.ParserError, pd.errors.EmptyDataError)
-
-
-def _read_source(table: TableSpec, root: Path, name: str = "") -> pd.DataFrame:
-    """Read only the mapped source columns. Raises SpecError for I/O problems, naming the table and source."""
-    what = f"table {name!r}: " if name else ""
-    if table.sql is not None:
-        import sqlalchemy as sa
-
-        try:
-            url = sa.engine.make_url(table.sql.resolved_url())
-        except sa.exc.ArgumentError as err:
-            raise SpecError(
-                f"{what}sql.url is not a database URL (dialect://user@host/database): {err}"
-            ) from err
-        file_db = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-        if file_db and not Path(str(url.database)).is_file():  # SQLite would create it: sources are only read
-            raise SpecError(f"{what}SQLite database file {url.database} does not exist (sql.url {url!r})")
-        try:
-            engine = sa.create_engine(url)
-        except sa.exc.SQLAlchemyError as err:  # e.g. an unknown dialect or a driver that is not installed
-            raise SpecError(f"{what}cannot use sql.url {url!r}: {err}") from err
-        try:
-            with engine.connect() as conn:
-                if table.sql.table is not None:
-                    insp = sa.inspect(conn)
-                    schema, _, name = table.sql.table.rpartition(".")
-                    if not insp.has_table(name, schema=schema or None):
-                        raise SpecError(f"SQL table {table.sql.table!r} does not exist at {engine.url!r}")
-                    frame = pd.read_sql_table(name, conn, schema=schema or None)
-                else:
-                    frame = pd.read_sql_query(sa.text(table.sql.query), conn)
-        except sa.exc.SQLAlchemyError as err:
-            raise SpecError(f"{what}cannot read {table.source_label()} at {engine.url!r}: {err}") from err
-        finally:
-            engine.dispose()
-        return frame
-    assert table.path is not None
-    path = Path(table.path)
-    if not path.is_absolute():
-        path = root / path
-    if not path.exists():
-        raise SpecError(f"{what}source file {path} does not exist (data root {root}; set SALESML_DATA_DIR)")
-    if not path.is_file():
-        raise SpecError(f"{what}source {path} is not a file (path: {table.path!r} in the spec)")
-    opts = table.read
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            dtype = dict.fromkeys(opts.dtype_str, str)
-            frame = pd.read_csv(
-                path,
-                sep=opts.sep,
-                encoding=opts.encoding,
-                decimal=opts.decimal,
-                na_values=opts.na_values or None,
-                keep_default_na=opts.keep_default_na,
-                dtype=dtype or None,
-                engine="python" if len(opts.sep) > 1 else "c",
-                skipinitialspace=opts.strip_whitespace,
-            )
-    except _UNREADABLE as err:
-        kind = (
-            "Parquet"
-            if path.suffix == ".parquet"
-            else f"CSV (read: sep {opts.sep!r}, encoding {opts.encoding!r})"
-        )
-        raise SpecError(f"{what}cannot read {path} as {kind}: {type(err).__name__}: {err}") from err
-    if opts.drop_unnamed_columns:
-        empty = [c for c in frame.columns if str(c).startswith("Unnamed:") and frame[c].isna().all()]
-        frame = frame.drop(columns=empty)
-    if opts.strip_whitespace:
-        for col in frame.select_dtypes(include="object").columns:
-            stripped = frame[col].str.strip()
-            frame[col] = stripped.mask(stripped == "")
-    if path.suffix == ".parquet" and opts.na_values:
-        frame = frame.replace(opts.na_values, np.nan)
-    return frame
-
-
 def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[Violation]) -> pd.DataFrame:
     """Rename, filter, map values and coerce types; record every broken rule."""
     missing = {c: s for c, s in table.columns.items() if s not in raw.columns}

@@ -148,7 +148,7 @@ def test_unreadable_sources_name_the_table_and_the_file(tmp_path, content, read,
 
 def test_a_folder_or_fake_parquet_as_source_and_a_table_without_rows(tmp_path: Path) -> None:
     (tmp_path / "folder.csv").mkdir()
-    with pytest.raises(SpecError, match="is not a file"):
+    with pytest.raises(SpecError, match="no Parquet file in .*folder.csv .*holds the table's .parquet parts"):
         load_dataset(_spec(tmp_path, {"path": "folder.csv", "columns": COLUMNS}), root=tmp_path)
     (tmp_path / "fake.parquet").write_text("not parquet")
     with pytest.raises(SpecError, match="cannot read .*fake.parquet as Parquet"):
