@@ -7,8 +7,8 @@ Usage::
 
 Each size is generated once (seeded; cached under ``$SALESML_HOME/data``) and loaded through the ``synthetic``
 spec. ``--tile K`` repeats the loaded data K times with renamed customers and orders (K x the lines and the
-customers over the same dates): the generator itself cannot make 10 M lines yet (an int64 overflow in
-``features/synthetic.py`` for very long customer lifetimes). The time measured is ``features.churn.build_churn_set`` only (12 labelled monthly cutoffs + the scoring
+customers over the same dates), written when the generator could not make 10 M lines (an int64 overflow in
+``features/synthetic.py`` for very long customer lifetimes, gone since; ``benchmarks/scale.py`` generates 10 M). The time measured is ``features.churn.build_churn_set`` only (12 labelled monthly cutoffs + the scoring
 cutoff), best of ``--repeat`` runs. Peak memory is measured in a separate run with ``tracemalloc`` (numpy and
 pandas report their buffers to it): the peak of memory allocated by the build on top of the loaded data.
 The process's peak RSS (which includes generating and loading the data) is printed too.
