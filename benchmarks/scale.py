@@ -30,19 +30,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
+from churn_features import _spec_for  # the synthetic spec at a size (benchmarks/ is on the path)
 
 from features.churn import _partitions, build_churn_set
 from features.load import load_dataset
-from features.spec import BUILTIN_SPEC_DIR
-
-
-def _spec_for(lines: int, folder: Path) -> Path:
-    spec = yaml.safe_load((BUILTIN_SPEC_DIR / "synthetic.yaml").read_text())
-    spec["generator"]["n_order_lines"] = lines
-    path = folder / f"synthetic-{lines}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def _peak_rss_gib() -> float:
