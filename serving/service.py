@@ -352,10 +352,9 @@ class SalesML:
         champ = self._champion("sales_forecast")
         with _client_errors():
             results = forecast_results(champ, nodes=nodes, level=level)
-        order = [r.node for r in results]
-        q_by_node = {r.node: [q.model_dump() for q in r.quarters] for r in results}
         if self.log is not None:
-            totals = {(u, q["quarter"]): q["mean"] for u, qs in q_by_node.items() for q in qs}
+            order = [r.node for r in results]
+            totals = {(r.node, q.quarter): q.mean for r in results for q in r.quarters}
             self.log.record(
                 "sales_forecast",
                 champ.name,
