@@ -376,7 +376,7 @@ async function loadLeads() {
     const l = await api("leads");
     const maxEv = Math.max(1, ...l.grades.map((g) => g.expected_value || g.count));
     out.replaceChildren(
-      h("p", { class: "hint" }, `${fmt(l.total)} leads scored (${l.what}) by ${l.model_name} v${l.model_version}`
+      h("p", { class: "hint" }, `${fmt(l.total)} leads scored, ${l.what}, by ${l.model_name} v${l.model_version}`
         + (/^\d{4}-\d{2}-\d{2}$/.test(l.as_of) ? `, as of ${l.as_of}.` : ".")),
       h("h2", {}, "By grade"),
       table([
