@@ -172,7 +172,8 @@ def validate_long_frame(
         raise SalesmlError(f"series frame has {int(dup.sum())} duplicate ({id_col}, {time_col}) rows")
 
 
-def _node_paths(frame: pd.DataFrame, levels: list[str], depth: int) -> pd.Series:
+def node_paths(frame: pd.DataFrame, levels: list[str], depth: int) -> pd.Series:
+    """Each row's node id at ``depth`` of the hierarchy ``levels``: ``region=North/manager=M01``."""
     parts = [f"{lvl}=" + frame[lvl].astype(str) for lvl in levels[:depth]]
     out = parts[0]
     for p in parts[1:]:
@@ -291,7 +292,7 @@ def build_series(dataset: Dataset, *, as_of: pd.Timestamp | None = None) -> Hier
         for d, level in enumerate(levels, start=1):
             if level in keys:
                 raise SalesmlError(f"hierarchy level {level!r} appears in more than one hierarchy")
-            keys[level] = _node_paths(facts, levels, d)
+            keys[level] = node_paths(facts, levels, d)
     if len(hierarchies) == 1:
         bottom_level = hierarchies[0][-1]
         bottom_key = keys[bottom_level]

@@ -95,23 +95,23 @@ def _lead_nodes(leads: Any, forecast: Any) -> Any | None:
     """The scored leads (those of :func:`serving.page.data.lead_summary`) with the forecast nodes each one's owner
     runs through, or None when the leads do not carry the forecast's first hierarchy."""
     from features.spec import LEAD_ID, Role
-    from serving.page.data import _ancestors, _art, _lead_table, entity_nodes
+    from serving.page.data import entity_nodes, forecast_artifacts, lead_table, node_sets
 
-    table, _ = _lead_table(leads)
+    table, _ = lead_table(leads)
     if str(forecast.meta.get("dataset")) != str(leads.meta.get("dataset")):
         return None
     dataset = leads.model["context"].dataset
     raw = dataset.table(Role.leads)
     if raw is None:
         return None
-    art = _art(forecast)
+    art = forecast_artifacts(forecast)
     try:
-        paths = entity_nodes(dataset, raw, LEAD_ID, art)
+        paths = entity_nodes(dataset, raw, LEAD_ID)
     except SalesmlError:
         return None
     if paths is None:
         return None
-    by_id = dict(zip(raw[LEAD_ID].astype(str), _ancestors(art, paths), strict=True))
+    by_id = dict(zip(raw[LEAD_ID].astype(str), node_sets(art, paths), strict=True))
     nodes = [by_id.get(str(i), frozenset()) for i in table[LEAD_ID]]
     if not any(nodes):
         return None
@@ -172,7 +172,7 @@ def build_report(
 ) -> dict[str, Any]:
     """Everything the report shows, as plain values (see :func:`serving.report_html.render`)."""
     from serving.forecast_answers import plan_response
-    from serving.page.data import _label, churn_rows, node_view
+    from serving.page.data import churn_rows, node_label, node_view
     from training.forecast.serve_api import children_of
 
     fc = snap.champions.get("sales_forecast")
@@ -199,7 +199,7 @@ def build_report(
             probability = next(r.probability for r in plan.rows if r.role == "node")
         section: dict[str, Any] = {
             "node": uid,
-            "label": _label(uid),
+            "label": node_label(uid),
             "level": view["forecast"]["level"],
             "quarter": q,
             "target": target,
@@ -223,7 +223,7 @@ def build_report(
     sections.sort(key=lambda s: -s["quarter"]["mean"])
     return {
         "node": node,
-        "label": _label(node),
+        "label": node_label(node),
         "quarter": quarter,
         "period": sections[0]["quarter"]["period"] if sections else "",
         "own": one(node) if node not in kids else None,

@@ -25,9 +25,13 @@ from training import score_columns as sc
 __all__ = [
     "churn_rows",
     "entity_nodes",
+    "forecast_artifacts",
     "forecast_tree",
     "lead_summary",
+    "lead_table",
     "model_rows",
+    "node_label",
+    "node_sets",
     "node_view",
 ]
 
@@ -49,13 +53,13 @@ def _cached(kind: str, champ: Any, build: Any) -> Any:
     return value
 
 
-def _art(champ: Any) -> Any:
+def forecast_artifacts(champ: Any) -> Any:
     from training.forecast.serve_api import load_forecast
 
     return load_forecast(champ.model.model)
 
 
-def _label(uid: str) -> str:
+def node_label(uid: str) -> str:
     """A node's own name: ``region=North/manager=M01`` -> ``M01``, ``store_type=A/store=4`` -> ``store 4``; a cross
     node ``a|b`` -> ``R001 · CL1``."""
     if uid == "total":
@@ -72,13 +76,13 @@ def forecast_tree(champ: Any) -> dict[str, Any]:
     mean), the level names per hierarchy, and the forecast's model and cut-off."""
 
     def build() -> dict[str, Any]:
-        art = _art(champ)
+        art = forecast_artifacts(champ)
         nodes = art.nodes
         nxt = art.quarters[art.quarters["quarter"] == "next"].set_index("unique_id")["mean"]
         rows = [
             {
                 "id": uid,
-                "label": _label(uid),
+                "label": node_label(uid),
                 "level": str(level),
                 "parent": parent if isinstance(parent, str) else None,
                 "hierarchy": int(h),
@@ -109,7 +113,7 @@ def forecast_tree(champ: Any) -> dict[str, Any]:
 def node_view(champ: Any, node: str) -> dict[str, Any]:
     """One node: its ``/forecast`` answer, its children's (ordered by next quarter's mean), two years of actuals,
     the last complete quarter's forecast against its actual, and the champion's accuracy per level."""
-    art = _art(champ)
+    art = forecast_artifacts(champ)
     known = set(art.nodes["unique_id"])
     if node not in known:
         raise NotFoundError(f"node: unknown node {node!r}; pick one from the tree")
@@ -125,8 +129,8 @@ def node_view(champ: Any, node: str) -> dict[str, Any]:
     last = art.last_quarter[art.last_quarter["unique_id"] == node]
     return {
         "forecast": own,
-        "label": _label(node),
-        "children": [{**c, "label": _label(c["node"])} for c in children],
+        "label": node_label(node),
+        "children": [{**c, "label": node_label(c["node"])} for c in children],
         "history": [
             {"ds": f"{d:%Y-%m-%d}", "y": float(y)} for d, y in zip(hist["ds"], hist["y"], strict=True)
         ],
@@ -142,7 +146,7 @@ def node_view(champ: Any, node: str) -> dict[str, Any]:
     }
 
 
-def entity_nodes(dataset: Any, entities: pd.DataFrame, id_col: str, art: Any) -> pd.Series | None:
+def entity_nodes(dataset: Any, entities: pd.DataFrame, id_col: str) -> pd.Series | None:
     """Each entity's node path in the forecast's first hierarchy (``id -> bottom node id`` of that hierarchy), or
     None when the entities do not carry it.
 
@@ -151,23 +155,19 @@ def entity_nodes(dataset: Any, entities: pd.DataFrame, id_col: str, art: Any) ->
     ``owner`` among the reps).
     """
     from features.load import sales_facts
+    from features.series import node_paths
 
     levels = list(dataset.spec.hierarchies[0]) if dataset.spec.hierarchies else []
     if not levels:
         return None
     facts = sales_facts(dataset)
-    paths = facts[levels[0]].astype(str).radd(f"{levels[0]}=")
-    for level in levels[1:]:
-        paths = paths + f"/{level}=" + facts[level].astype(str)
-    facts = facts.assign(_path=paths)
-    bottom = levels[-1]
+    facts = facts.assign(_path=node_paths(facts, levels, len(levels)))
     if id_col == "customer_id" and "customer_id" in facts:
         by_rev = facts.groupby(["customer_id", "_path"], observed=True)["amount"].sum().reset_index()
         top = by_rev.sort_values("amount", ascending=False).drop_duplicates("customer_id")
         return entities[id_col].map(top.set_index("customer_id")["_path"])
-    of_bottom = facts.drop_duplicates(bottom).set_index(facts.drop_duplicates(bottom)[bottom].astype(str))[
-        "_path"
-    ]
+    bottom = facts.drop_duplicates(levels[-1])
+    of_bottom = pd.Series(bottom["_path"].to_numpy(), index=bottom[levels[-1]].astype(str))
     for col in entities.columns:
         if col == id_col:
             continue
@@ -177,7 +177,7 @@ def entity_nodes(dataset: Any, entities: pd.DataFrame, id_col: str, art: Any) ->
     return None
 
 
-def _ancestors(art: Any, bottom_ids: pd.Series) -> pd.Series:
+def node_sets(art: Any, bottom_ids: pd.Series) -> pd.Series:
     """Per entity, the set of forecast nodes its path runs through (total and every level above it)."""
     parent = art.nodes.set_index("unique_id")["parent"].to_dict()
     memo: dict[str, frozenset[str]] = {}
@@ -216,10 +216,10 @@ def _churn_table(churn: Any, forecast: Any | None) -> pd.DataFrame:
 
             try:
                 dataset = load_dataset(churn.model["loaded"].dataset)
-                art = _art(forecast)
-                paths = entity_nodes(dataset, table, "customer_id", art)
+                art = forecast_artifacts(forecast)
+                paths = entity_nodes(dataset, table, "customer_id")
                 if paths is not None:
-                    table["nodes"] = _ancestors(art, paths).to_numpy()
+                    table["nodes"] = node_sets(art, paths).to_numpy()
             except SalesmlError:  # the data set moved since training: no node filter, the ranking stands
                 pass
         # Revenue at risk first; a customer without a value (no revenue) after the valued ones, by probability.
@@ -279,7 +279,7 @@ def churn_rows(
     }
 
 
-def _lead_table(leads: Any) -> tuple[pd.DataFrame, str]:
+def lead_table(leads: Any) -> tuple[pd.DataFrame, str]:
     def build() -> tuple[pd.DataFrame, str]:
         from training.leads import score_leads
 
@@ -295,7 +295,7 @@ GRADES = ("A", "B", "C", "D")
 def lead_summary(leads: Any, *, top: int = 20) -> dict[str, Any]:
     """Open leads (every lead where none is open) by grade: count, value and expected value; the top leads by
     expected value (by probability where leads carry no value) with their factors."""
-    table, what = _lead_table(leads)
+    table, what = lead_table(leads)
     grades = []
     for grade in GRADES:
         part = table[table[sc.BAND] == grade]

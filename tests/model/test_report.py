@@ -54,7 +54,7 @@ def store(env: dict[str, str]) -> Any:
     from features.spec import LEAD_ID, Role
     from serving.champions import ChampionStore
     from serving.forecast_answers import plan_response
-    from serving.page.data import _lead_table, churn_rows, forecast_tree, node_view
+    from serving.page.data import churn_rows, forecast_tree, lead_table, node_view
     from serving.service import LOADERS
     from training import score_columns as sc
 
@@ -70,7 +70,7 @@ def store(env: dict[str, str]) -> Any:
         quarters = {r: {q["quarter"]: q for q in node_view(fc, r)["forecast"]["quarters"]} for r in regions}
         top = {r: churn_rows(churn, fc, node=r, limit=5)["rows"][0]["customer_id"] for r in regions}
         # Open leads per region, counted from the leads' owners and the reps lookup (rep -> region).
-        scored, _ = _lead_table(leads)
+        scored, _ = lead_table(leads)
         dataset = leads.model["context"].dataset
         owner = dataset.table(Role.leads).set_index(LEAD_ID)["owner"].astype(str)
         region_of = dataset.tables["reps"].set_index("rep")["region"].astype(str)
