@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 from churn_features import _spec_for  # the synthetic spec at a size (benchmarks/ is on the path)
 
-from features.churn import _partitions, build_churn_set
+from features.churn import build_churn_set
+from features.distributed import customer_buckets
 from features.load import load_dataset
 
 
@@ -89,7 +90,7 @@ def main() -> None:
                     args.repeat,
                 )
                 orders = ds.tables["orders"][["customer_id", "time", "amount", "quantity", "product_id"]]
-                part_of = _partitions(orders["customer_id"], n_parts)
+                part_of = customer_buckets(orders["customer_id"], n_parts)
                 t = time.perf_counter()
                 split = [orders[part_of == p] for p in range(n_parts)]
                 split_s = time.perf_counter() - t

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 
 from features.churn_checks import ChurnInputError, check_horizon, check_labels, parse_as_of
@@ -38,7 +37,7 @@ from features.churn_history import (
     churn_labels,
     churn_partition,
 )
-from features.distributed import map_partitions
+from features.distributed import customer_buckets, gather, map_partitions, n_workers
 from features.load import Dataset, join_lookups
 from features.spec import AMOUNT, CHURN_LABEL, CUSTOMER_ID, PRODUCT_ID, QUANTITY, TIME, Role
 
@@ -106,8 +105,8 @@ class ChurnSet:
         return self.frame[self.frame[CUTOFF] == self.score_cutoff].reset_index(drop=True)
 
 
-def _transaction_roles(dataset: Dataset) -> pd.DataFrame | None:
-    """The transactions table if it maps customer_id, time and amount; None if there is none."""
+def _transaction_name(dataset: Dataset) -> str | None:
+    """The transactions table's name if it maps customer_id, time and amount; None if there is none."""
     found = dataset.spec.table_of(Role.transactions)
     if found is None:
         return None
@@ -119,7 +118,7 @@ def _transaction_roles(dataset: Dataset) -> pd.DataFrame | None:
             f"customer_id, time and amount; it does not map {missing} (spec {dataset.spec_path}). "
             "Add them under 'columns', or give a customers table with churn_label for snapshot data."
         )
-    return dataset.tables[name]
+    return name
 
 
 # --- cutoffs ------------------------------------------------------------------------------------------------
@@ -170,37 +169,165 @@ def churn_cutoffs(
 # --- data set entry point -----------------------------------------------------------------------------------
 
 
-def _breadth_frame(dataset: Dataset, tx: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Transactions with the text columns of product lookups joined, and the breadth columns to count."""
-    if PRODUCT_ID not in tx.columns:
-        return tx, []
-    cols = [PRODUCT_ID]
+def _breadth_lookup(dataset: Dataset, tx_columns: Sequence[str]) -> tuple[pd.DataFrame | None, list[str]]:
+    """The text columns of product lookups to join to the transactions (``product_id`` first), and the breadth
+    columns to count."""
+    if PRODUCT_ID not in tx_columns:
+        return None, []
+    right: pd.DataFrame | None = None
     for name, spec in dataset.spec.tables.items():
         if spec.role is Role.lookup and spec.key == PRODUCT_ID:
             lookup = dataset.tables[name]
+            have = set(tx_columns) | set(() if right is None else right.columns)
             text = [
                 c
                 for c in lookup.columns
                 if c != PRODUCT_ID
-                and c not in tx.columns
+                and c not in have
                 and not pd.api.types.is_numeric_dtype(lookup[c])
                 and lookup[c].nunique() < lookup[PRODUCT_ID].nunique()
             ]
             if text:
-                right = lookup[[PRODUCT_ID, *text]].astype({PRODUCT_ID: tx[PRODUCT_ID].dtype})
-                tx = tx.merge(right, on=PRODUCT_ID, how="left", validate="many_to_one")
-                cols += text
-    return tx, cols
+                more = lookup[[PRODUCT_ID, *text]]
+                right = more if right is None else right.merge(more, on=PRODUCT_ID, how="outer")
+    return right, [PRODUCT_ID, *([] if right is None else [c for c in right.columns if c != PRODUCT_ID])]
 
 
-def _partitions(ids: pd.Series, n_partitions: int) -> np.ndarray:
-    return (pd.util.hash_array(ids.astype(str).to_numpy()) % np.uint64(n_partitions)).astype(np.int64)
+def _with_breadth(tx: pd.DataFrame, right: pd.DataFrame | None) -> pd.DataFrame:
+    if right is None:
+        return tx
+    right = right.astype({PRODUCT_ID: tx[PRODUCT_ID].dtype})
+    return tx.merge(right, on=PRODUCT_ID, how="left", validate="many_to_one")
 
 
 def _churn_partition(
     transactions: pd.DataFrame, cutoffs: Sequence[pd.Timestamp], customers: pd.DataFrame | None, **kw: Any
 ) -> pd.DataFrame:
     return churn_partition(transactions, cutoffs, customers=customers, **kw)
+
+
+def _shuffled_partition(
+    cutoffs: Sequence[pd.Timestamp],
+    customers: pd.DataFrame | None,
+    lookup: pd.DataFrame | None,
+    text: Sequence[str],
+    *pieces: pd.DataFrame,
+    **kw: Any,
+) -> pd.DataFrame:
+    """One customer partition from its pieces of every part (:func:`features.parted.shuffle_by_customer`)."""
+    pieces = tuple(piece for piece in pieces if len(piece)) or pieces[:1]
+    tx = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    tx = _with_breadth(tx.astype(dict.fromkeys(text, object)), lookup)
+    if customers is not None:
+        customers = customers[customers[CUSTOMER_ID].isin(tx[CUSTOMER_ID].unique())]
+    return churn_partition(tx, cutoffs, customers=customers, **kw)
+
+
+_COLUMNS = (CUSTOMER_ID, TIME, AMOUNT, QUANTITY, PRODUCT_ID)  # what the features read of a transaction
+
+
+def _no_rows_before(as_of: pd.Timestamp) -> ChurnInputError:
+    return ChurnInputError(f"no transaction at or before --as-of {as_of:%Y-%m-%d}")
+
+
+def _in_process(
+    dataset: Dataset,
+    tx_name: str,
+    customers: pd.DataFrame | None,
+    as_of: pd.Timestamp | None,
+    client: Any | None,
+    n_partitions: int,
+    *,
+    horizon: int,
+    n_cutoffs: int | None,
+    **kw: Any,
+) -> tuple[list[pd.DataFrame], list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+    """The partitions built from the transactions in this process's memory (here, or sent to ``client``)."""
+    tx = dataset.tables[tx_name]
+    tx = tx[[c for c in tx.columns if c in _COLUMNS]]
+    last_purchase = tx[TIME].max()
+    if as_of is not None:
+        tx = tx[tx[TIME] < as_of + pd.Timedelta(days=1)]
+        if tx.empty:
+            raise _no_rows_before(as_of)
+    lookup, breadth = _breadth_lookup(dataset, list(tx.columns))
+    tx = _with_breadth(tx, lookup)
+    data_end = pd.Timestamp(as_of) if as_of is not None else tx[TIME].max().normalize()
+    label_cutoffs, score_cutoff = churn_cutoffs(
+        tx[TIME].min(), data_end, horizon_days=horizon, n_cutoffs=n_cutoffs
+    )
+    cutoffs = [*label_cutoffs, score_cutoff]
+    if client is not None:
+        n_partitions = max(n_partitions, 4 * n_workers(client))
+    inputs = []
+    part_of = customer_buckets(tx[CUSTOMER_ID], n_partitions)
+    for p in range(n_partitions):
+        tx_p = tx[part_of == p] if n_partitions > 1 else tx
+        cust_p = customers
+        if customers is not None and n_partitions > 1:
+            cust_p = customers[customers[CUSTOMER_ID].isin(tx_p[CUSTOMER_ID].unique())]
+        inputs.append((tx_p, cutoffs, cust_p))
+    parts = map_partitions(
+        client, _churn_partition, inputs, horizon_days=horizon, data_end=data_end, breadth=breadth, **kw
+    )
+    return parts, label_cutoffs, score_cutoff, last_purchase
+
+
+def _on_cluster(
+    dataset: Dataset,
+    tx_name: str,
+    customers: pd.DataFrame | None,
+    as_of: pd.Timestamp | None,
+    client: Any,
+    n_partitions: int,
+    *,
+    horizon: int,
+    n_cutoffs: int | None,
+    **kw: Any,
+) -> tuple[list[pd.DataFrame], list[pd.Timestamp], pd.Timestamp, pd.Timestamp]:
+    """The partitions built on the workers from the parts they read and split by customer themselves
+    (:func:`features.parted.shuffle_by_customer`); only the partitions' rows come back."""
+    from features.parted import shuffle_by_customer
+
+    table = dataset.spec.tables[tx_name]
+    canonical = [c for c in _COLUMNS if c in table.columns or c in table.multiply]
+    lookup, breadth = _breadth_lookup(dataset, canonical)
+    shuffled = shuffle_by_customer(
+        client, dataset, tx_name, _COLUMNS, as_of=as_of, n_buckets=n_partitions if n_partitions > 1 else None
+    )
+    if shuffled.rows == 0 or shuffled.first is None or shuffled.last is None or shuffled.last_any is None:
+        raise (
+            _no_rows_before(as_of) if as_of is not None else ChurnInputError(f"table {tx_name!r} has no rows")
+        )
+    data_end = pd.Timestamp(as_of) if as_of is not None else shuffled.last.normalize()
+    label_cutoffs, score_cutoff = churn_cutoffs(
+        shuffled.first, data_end, horizon_days=horizon, n_cutoffs=n_cutoffs
+    )
+    cutoffs = [*label_cutoffs, score_cutoff]
+    n = len(shuffled.pieces)
+    cust_of = None if customers is None else customer_buckets(customers[CUSTOMER_ID], n)
+    shared = client.scatter(lookup, broadcast=True) if lookup is not None else None
+    futures = []
+    for p, pieces in enumerate(shuffled.pieces):
+        cust_p = None if customers is None else client.scatter(customers[cust_of == p])
+        futures.append(
+            client.submit(
+                _shuffled_partition,
+                cutoffs,
+                cust_p,
+                shared,
+                shuffled.text,
+                *pieces,
+                horizon_days=horizon,
+                data_end=data_end,
+                breadth=breadth,
+                **kw,
+                pure=False,
+            )
+        )
+    last_purchase = shuffled.last_any
+    del shuffled, pieces  # each piece is let go once its partition is built
+    return gather(client, futures), label_cutoffs, score_cutoff, last_purchase
 
 
 def build_churn_set(
@@ -234,9 +361,9 @@ def build_churn_set(
     """
     horizon = check_horizon(dataset.spec.churn_horizon_days if horizon_days is None else horizon_days)
     as_of = parse_as_of(as_of)
-    tx = _transaction_roles(dataset)
+    tx_name = _transaction_name(dataset)
     customers = dataset.table(Role.customers)
-    if tx is None:
+    if tx_name is None:
         if customers is not None and CHURN_LABEL in customers.columns:
             if as_of is not None:
                 raise ChurnInputError(
@@ -250,38 +377,16 @@ def build_churn_set(
         )
     if customers is not None:
         customers = join_lookups(customers, dataset)
-    tx = tx[[c for c in tx.columns if c in (CUSTOMER_ID, TIME, AMOUNT, QUANTITY, PRODUCT_ID)]]
-    last_purchase = tx[TIME].max()
-    if as_of is not None:
-        tx = tx[tx[TIME] < as_of + pd.Timedelta(days=1)]
-        if tx.empty:
-            raise ChurnInputError(f"no transaction at or before --as-of {as_of:%Y-%m-%d}")
-    tx, breadth = _breadth_frame(dataset, tx)
-    data_end = pd.Timestamp(as_of) if as_of is not None else tx[TIME].max().normalize()
-    label_cutoffs, score_cutoff = churn_cutoffs(
-        tx[TIME].min(), data_end, horizon_days=horizon, n_cutoffs=n_cutoffs
-    )
-    cutoffs = [*label_cutoffs, score_cutoff]
-    if client is not None:
-        n_partitions = max(n_partitions, 4 * len(client.scheduler_info().get("workers", {})) or 1)
-    inputs = []
-    part_of = _partitions(tx[CUSTOMER_ID], n_partitions) if n_partitions > 1 else np.zeros(len(tx), np.int64)
-    for p in range(n_partitions):
-        tx_p = tx[part_of == p] if n_partitions > 1 else tx
-        cust_p = customers
-        if customers is not None and n_partitions > 1:
-            cust_p = customers[customers[CUSTOMER_ID].isin(tx_p[CUSTOMER_ID].unique())]
-        inputs.append((tx_p, cutoffs, cust_p))
-    parts = map_partitions(
-        client,
-        _churn_partition,
-        inputs,
-        horizon_days=horizon,
-        data_end=data_end,
-        windows=windows,
-        lookback_days=lookback_days,
-        breadth=breadth,
-    )
+    how = {"horizon": horizon, "n_cutoffs": n_cutoffs, "windows": windows, "lookback_days": lookback_days}
+    if tx_name in dataset.parted:  # left on disk for the cluster's workers (load_dataset(defer_parted=True))
+        if client is None:
+            raise ChurnInputError(
+                f"table {tx_name!r} of data set {dataset.name!r} was loaded for a Dask cluster; pass its client"
+            )
+        built = _on_cluster(dataset, tx_name, customers, as_of, client, n_partitions, **how)
+    else:
+        built = _in_process(dataset, tx_name, customers, as_of, client, n_partitions, **how)
+    parts, label_cutoffs, score_cutoff, last_purchase = built
     parts = [part for part in parts if len(part)] or parts[:1]  # a partition may hold no active customer
     frame = parts[0]  # one partition: already ordered by cutoff, then customer id
     if len(parts) > 1:

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from features.errors import SalesmlError
 
-__all__ = ["ENV", "map_partitions", "scheduler_client"]
+__all__ = ["ENV", "customer_buckets", "gather", "map_partitions", "n_workers", "scheduler_client"]
 
 ENV = "SALESML_DASK_SCHEDULER"
 
@@ -85,14 +88,42 @@ def map_partitions(
         futures.append(
             client.submit(func, *args, **shared, key=f"{func.__name__}-{i}-{id(parts)}", pure=False)
         )
+    return gather(client, futures)
+
+
+def gather(client: Any, futures: Sequence[Any]) -> list[Any]:
+    """The futures' results in order, each let go on the cluster as soon as it is here (a worker holds only what
+    has not been fetched yet). A task's own SalesmlError (a bad part, a bad value) is raised as it is, any other
+    failure (a worker that kept dying, an exception in a task) as one SalesmlError line.
+    """
+    from distributed import as_completed
+
+    where = {future.key: i for i, future in enumerate(futures)}
+    out: list[Any] = [None] * len(futures)
     try:
-        return client.gather(futures)
+        for future in as_completed(futures):
+            out[where[future.key]] = future.result()
+            future.release()
+        return out
     except SalesmlError:
         raise
     except Exception as err:  # noqa: BLE001 - a worker's failure, told as one line; nothing is written
         raise SalesmlError(
             f"a partition failed on the Dask cluster: {type(err).__name__}: {err}; nothing was written"
         ) from err
+
+
+def n_workers(client: Any) -> int:
+    """How many workers the cluster has now (at least 1)."""
+    return max(len(client.scheduler_info().get("workers", {})), 1)
+
+
+def customer_buckets(ids: pd.Series, n_buckets: int) -> np.ndarray:
+    """The partition (``0 .. n_buckets - 1``) of each row's entity id: a hash of its text, the same in every
+    process and for every part of a table, so one customer's rows always meet in one partition."""
+    if n_buckets <= 1:
+        return np.zeros(len(ids), np.int64)
+    return (pd.util.hash_array(ids.astype(str).to_numpy()) % np.uint64(n_buckets)).astype(np.int64)
 
 
 def _large(value: Any) -> bool:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from features.errors import SalesmlError
 from features.settings import Settings, get_settings
+from features.sources import is_parted, parquet_parts, parquet_rows
 from features.sources import read_source as _read_source
 from features.spec import (
     AMOUNT,
@@ -33,11 +34,17 @@ from features.spec import (
 __all__ = [
     "DataValidationError",
     "Dataset",
+    "PartedTable",
     "Violation",
+    "canonical_table",
     "join_lookups",
     "load_dataset",
+    "lookup_keys",
+    "orphan_violations",
     "read_table",
     "sales_facts",
+    "unique_key",
+    "violation_examples",
 ]
 
 _EXAMPLES = 5
@@ -70,18 +77,40 @@ class DataValidationError(SalesmlError):
         super().__init__(f"data set {dataset!r} failed validation ({len(violations)} problem(s)):\n{body}")
 
 
+@dataclass(frozen=True)
+class PartedTable:
+    """A transactions table left on disk for a Dask cluster's workers to read and check part by part.
+
+    Attributes:
+        base: the folder its hive keys (``key=value`` folders) are relative to.
+        files: its Parquet parts, in path order (the order one process reads them in).
+        rows: each part's row count (from the Parquet footers), so a part's rows are numbered as the table's.
+    """
+
+    base: Path
+    files: tuple[Path, ...]
+    rows: tuple[int, ...]
+
+
 @dataclass
 class Dataset:
-    """A loaded, validated data set: canonical frames keyed by table name."""
+    """A loaded, validated data set: canonical frames keyed by table name (and, loaded for a cluster, the
+    partitioned transactions tables left on disk: ``parted``)."""
 
     spec: DatasetSpec
     spec_path: Path
     tables: dict[str, pd.DataFrame]
     root: Path
     meta: dict[str, object] = field(default_factory=dict)
+    parted: dict[str, PartedTable] = field(default_factory=dict)
 
     def table(self, role: Role) -> pd.DataFrame | None:
         found = self.spec.table_of(role)
+        if found is not None and found[0] in self.parted:
+            raise SalesmlError(
+                f"table {found[0]!r} of data set {self.name!r} is read part by part on the Dask cluster; this "
+                "step needs it in one process: run it without --scheduler"
+            )
         return None if found is None else self.tables[found[0]]
 
     def require(self, role: Role, purpose: str) -> pd.DataFrame:
@@ -98,7 +127,7 @@ class Dataset:
         return self.spec.name
 
 
-def _examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]) -> str:
+def violation_examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]) -> str:
     bad = frame.loc[np.asarray(mask), [c for c in cols if c in frame.columns]].head(_EXAMPLES)
     if bad.empty:
         return ""
@@ -110,8 +139,22 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray | pd.Series, cols: list[str]
 # What a source that cannot be read raises: I/O, decoding, a malformed CSV or Parquet file (pyarrow's
 # ArrowInvalid is a ValueError), an unknown encoding (LookupError), a separator pandas rejects (ValueError, or a
 # regular expression error for a multi-character one).
-def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[Violation]) -> pd.DataFrame:
-    """Rename, filter, map values and coerce types; record every broken rule."""
+def canonical_table(
+    name: str,
+    table: TableSpec,
+    raw: pd.DataFrame,
+    violations: list[Violation],
+    *,
+    row_offset: int = 0,
+    check_unique: bool = True,
+    keep_index: bool = False,
+) -> pd.DataFrame:
+    """Rename, filter, map values and coerce types; record every broken rule.
+
+    ``row_offset``: the table's row number of ``raw``'s first row (a part of a partitioned source), so examples
+    and ``id_from_row_number`` count rows as the whole table does. ``check_unique=False`` leaves the unique-key
+    rule to the caller (it spans every part).
+    """
     missing = {c: s for c, s in table.columns.items() if s not in raw.columns}
     for canon, src in missing.items():
         violations.append(
@@ -122,7 +165,7 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
     if missing:
         return pd.DataFrame()
     frame = raw[list(table.columns.values())].rename(columns={s: c for c, s in table.columns.items()})
-    frame.index = pd.RangeIndex(len(frame))
+    frame.index = pd.RangeIndex(row_offset, row_offset + len(frame))
     if table.id_from_row_number:
         frame.insert(0, table.id_from_row_number, (frame.index + 1).astype(str))
     opts = table.read
@@ -178,7 +221,12 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
         if rule and bad.any():
             violations.append(
                 Violation(
-                    name, col, table.columns.get(col), rule, int(bad.sum()), _examples(frame, bad, [col])
+                    name,
+                    col,
+                    table.columns.get(col),
+                    rule,
+                    int(bad.sum()),
+                    violation_examples(frame, bad, [col]),
                 )
             )
         frame[col] = converted
@@ -204,16 +252,12 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                     table.columns.get(col, "+".join(table.multiply.get(col, []))),
                     "must not be empty",
                     int(nulls.sum()),
-                    _examples(frame, nulls, list(frame.columns)[:6]),
+                    violation_examples(frame, nulls, list(frame.columns)[:6]),
                 )
             )
 
-    unique = list(table.unique)
-    if not unique:
-        unique = {Role.customers: ["customer_id"], Role.leads: ["lead_id"]}.get(table.role, [])
-        if table.role is Role.lookup and table.key:
-            unique = [table.key]
-    if unique and all(c in frame.columns for c in unique):
+    unique = unique_key(table)
+    if check_unique and unique and all(c in frame.columns for c in unique):
         dup = frame.duplicated(unique, keep=False)
         if dup.any():
             violations.append(
@@ -223,7 +267,7 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                     None,
                     f"duplicate key {unique}",
                     int(dup.sum()),
-                    _examples(frame, dup, unique + list(frame.columns)[:4]),
+                    violation_examples(frame, dup, unique + list(frame.columns)[:4]),
                 )
             )
 
@@ -241,7 +285,7 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                     table.columns[OUTCOME],
                     f"unknown outcome value(s) {seen}; outcome_values declares {sorted(mapping)}",
                     int(unknown.sum()),
-                    _examples(frame, unknown, [OUTCOME]),
+                    violation_examples(frame, unknown, [OUTCOME]),
                 )
             )
         frame[OUTCOME] = mapped.astype("category").cat.set_categories(["won", "lost", "open"])
@@ -260,52 +304,87 @@ def _canonical(name: str, table: TableSpec, raw: pd.DataFrame, violations: list[
                     f"label value(s) {seen} are neither positive {table.label_values.get('positive')} "
                     f"nor negative {table.label_values.get('negative')}",
                     int(unknown.sum()),
-                    _examples(frame, unknown, [CHURN_LABEL]),
+                    violation_examples(frame, unknown, [CHURN_LABEL]),
                 )
             )
         frame[CHURN_LABEL] = mapped.map({"positive": 1, "negative": 0}).astype("Int8")
-    return frame.reset_index(drop=True)
+    return frame if keep_index else frame.reset_index(drop=True)
+
+
+def unique_key(table: TableSpec) -> list[str]:
+    """The columns whose values must be unique together: the spec's ``unique``, else the role's own key."""
+    unique = list(table.unique)
+    if not unique:
+        unique = {Role.customers: ["customer_id"], Role.leads: ["lead_id"]}.get(table.role, [])
+        if table.role is Role.lookup and table.key:
+            unique = [table.key]
+    return unique
+
+
+def lookup_keys(spec: DatasetSpec, tables: dict[str, pd.DataFrame]) -> dict[str, tuple[str, set[str]]]:
+    """Each loaded, non-empty lookup table: its key column and the key's values (as text)."""
+    return {
+        lname: (lspec.key, set(tables[lname][lspec.key].dropna().astype(str)))
+        for lname, lspec in spec.tables.items()
+        if lspec.role is Role.lookup and lspec.key and lname in tables and not tables[lname].empty
+    }
+
+
+def orphan_violations(
+    spec: DatasetSpec, tname: str, frame: pd.DataFrame, keys: dict[str, tuple[str, set[str]]]
+) -> list[Violation]:
+    """Values in table ``tname`` of a lookup's key (``keys``: :func:`lookup_keys`) that the lookup lacks."""
+    found = []
+    for lname, (key, known) in keys.items():
+        if tname == lname or frame.empty or key not in frame.columns:
+            continue
+        values = frame[key].astype("string")
+        orphan = values.notna() & ~values.isin(known)
+        if orphan.any():
+            seen = sorted(values[orphan].unique().tolist())[:5]
+            found.append(
+                Violation(
+                    tname,
+                    key,
+                    spec.tables[tname].columns.get(key),
+                    f"value(s) {seen} not found in lookup table {lname!r}; map them with value_map",
+                    int(orphan.sum()),
+                    violation_examples(frame, orphan, [key]),
+                )
+            )
+    return found
 
 
 def _referential(spec: DatasetSpec, tables: dict[str, pd.DataFrame], violations: list[Violation]) -> None:
     """Values of a lookup's key used in other tables must exist in the lookup."""
-    for lname, lspec in spec.tables.items():
-        if lspec.role is not Role.lookup or lname not in tables or tables[lname].empty:
-            continue
-        key = lspec.key
-        known = set(tables[lname][key].dropna().astype(str))
+    keys = lookup_keys(spec, tables)
+    for lname in keys:
         for tname, frame in tables.items():
-            if tname == lname or frame.empty or key not in frame.columns:
-                continue
-            values = frame[key].astype("string")
-            orphan = values.notna() & ~values.isin(known)
-            if orphan.any():
-                seen = sorted(values[orphan].unique().tolist())[:5]
-                violations.append(
-                    Violation(
-                        tname,
-                        key,
-                        spec.tables[tname].columns.get(key),
-                        f"value(s) {seen} not found in lookup table {lname!r}; map them with value_map",
-                        int(orphan.sum()),
-                        _examples(frame, orphan, [key]),
-                    )
-                )
+            violations.extend(orphan_violations(spec, tname, frame, {lname: keys[lname]}))
 
 
 def read_table(spec: DatasetSpec, name: str, root: Path) -> pd.DataFrame:
     """One canonical table, validated on its own (no cross-table checks)."""
     violations: list[Violation] = []
-    frame = _canonical(name, spec.tables[name], _read_source(spec.tables[name], root, name), violations)
+    frame = canonical_table(name, spec.tables[name], _read_source(spec.tables[name], root, name), violations)
     if violations:
         raise DataValidationError(spec.name, violations)
     return frame
 
 
 def load_dataset(
-    name_or_path: str | os.PathLike[str], *, settings: Settings | None = None, root: Path | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    settings: Settings | None = None,
+    root: Path | None = None,
+    defer_parted: bool = False,
 ) -> Dataset:
-    """Load and validate every table of a data set (a built-in name or a spec path)."""
+    """Load and validate every table of a data set (a built-in name or a spec path).
+
+    ``defer_parted``: leave a transactions table stored as a folder or glob of Parquet parts on disk
+    (``Dataset.parted``) for a cluster to read, check and split by customer (:mod:`features.parted`); only its
+    parts are listed here.
+    """
     settings = settings or get_settings()
     spec, spec_path = load_spec(name_or_path)
     meta: dict[str, object] = {}
@@ -318,12 +397,17 @@ def load_dataset(
             root = settings.data_root()
     violations: list[Violation] = []
     tables: dict[str, pd.DataFrame] = {}
+    parted: dict[str, PartedTable] = {}
     for name, table in spec.tables.items():
-        tables[name] = _canonical(name, table, _read_source(table, root, name), violations)
+        if defer_parted and table.role is Role.transactions and is_parted(table, root):
+            base, files = parquet_parts(table, root, name)
+            parted[name] = PartedTable(base, tuple(files), tuple(parquet_rows(f, name) for f in files))
+            continue
+        tables[name] = canonical_table(name, table, _read_source(table, root, name), violations)
     _referential(spec, tables, violations)
     if violations:
         raise DataValidationError(spec.name, violations)
-    return Dataset(spec=spec, spec_path=spec_path, tables=tables, root=root, meta=meta)
+    return Dataset(spec=spec, spec_path=spec_path, tables=tables, root=root, meta=meta, parted=parted)
 
 
 def join_lookups(frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
@@ -374,7 +458,7 @@ def sales_facts(dataset: Dataset) -> pd.DataFrame:
                         None,
                         f"hierarchies[{i}] level is empty after joining the lookups",
                         int(bad.sum()),
-                        _examples(facts, bad, ["time", level]),
+                        violation_examples(facts, bad, ["time", level]),
                     )
                 )
     if violations:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.spec import SpecError, TableSpec
 
-__all__ = ["read_source"]
+__all__ = ["is_parted", "parquet_parts", "parquet_rows", "read_parquet_part", "read_source"]
 
 _UNREADABLE = (OSError, ValueError, LookupError, re.error, pd.errors.ParserError, pd.errors.EmptyDataError)
 
@@ -54,8 +54,8 @@ def read_source(table: TableSpec, root: Path, name: str = "") -> pd.DataFrame:
     path = Path(table.path)
     if not path.is_absolute():
         path = root / path
-    if any(ch in table.path for ch in "*?[") or path.is_dir():
-        return _read_parquet_parts(path, table, what)
+    if is_parted(table, root):
+        return _read_parquet_parts(table, root, name)
     if not path.exists():
         raise SpecError(f"{what}source file {path} does not exist (data root {root}; set SALESML_DATA_DIR)")
     if not path.is_file():
@@ -96,10 +96,28 @@ def read_source(table: TableSpec, root: Path, name: str = "") -> pd.DataFrame:
     return frame
 
 
-def _read_parquet_parts(path: Path, table: TableSpec, what: str) -> pd.DataFrame:
-    """A table stored as many Parquet files: a folder (read recursively; ``key=value`` folders are hive
-    partitions and give the column ``key`` to their files' rows, as text) or a glob such as ``orders/*.parquet``.
-    The parts are read in the order of their paths and must share their columns."""
+def is_parted(table: TableSpec, root: Path) -> bool:
+    """Whether ``table``'s source is a folder or glob of Parquet parts (not one file, not SQL)."""
+    if table.path is None:
+        return False
+    path = Path(table.path)
+    return any(ch in table.path for ch in "*?[") or (path if path.is_absolute() else root / path).is_dir()
+
+
+def parquet_parts(table: TableSpec, root: Path, name: str = "") -> tuple[Path, list[Path]]:
+    """The folder a partitioned source's hive keys are relative to, and its ``.parquet`` parts in path order.
+
+    A folder is searched recursively; a glob such as ``orders/*.parquet`` matches below the folder before its
+    first wildcard.
+
+    Raises:
+        SpecError: no part found.
+    """
+    what = f"table {name!r}: " if name else ""
+    assert table.path is not None
+    path = Path(table.path)
+    if not path.is_absolute():
+        path = root / path
     if path.is_dir():
         base, files = path, sorted(p for p in path.rglob("*.parquet") if p.is_file())
     else:  # the folder before the first part with a wildcard holds the pattern
@@ -111,24 +129,63 @@ def _read_parquet_parts(path: Path, table: TableSpec, what: str) -> pd.DataFrame
             f"{what}no Parquet file in {path} (path: {table.path!r} in the spec; a folder or a glob as a source "
             "holds the table's .parquet parts)"
         )
-    frames = []
-    for file in files:
-        try:
-            frame = pd.read_parquet(file)
-        except _UNREADABLE as err:
-            raise SpecError(f"{what}cannot read {file} as Parquet: {type(err).__name__}: {err}") from err
-        rel = file.parent.relative_to(base) if file.is_relative_to(base) else Path()
-        for part in rel.parts:
-            key, eq, value = part.partition("=")
-            if eq and key not in frame.columns:
-                frame[key] = value
-        if frames and list(frame.columns) != list(frames[0].columns):
-            raise SpecError(
-                f"{what}the parts of {path} differ in their columns: {files[0].name} has "
-                f"{list(frames[0].columns)}, {file} has {list(frame.columns)}"
-            )
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return base, files
+
+
+def parquet_rows(file: Path, name: str = "") -> int:
+    """A Parquet file's row count, from its footer. Raises SpecError naming the file when it is not Parquet."""
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.ParquetFile(file).metadata.num_rows)
+    except _UNREADABLE as err:
+        what = f"table {name!r}: " if name else ""
+        raise SpecError(f"{what}cannot read {file} as Parquet: {type(err).__name__}: {err}") from err
+
+
+def read_parquet_part(
+    file: Path, base: Path, table: TableSpec, name: str = "", *, mapped_only: bool = False
+) -> pd.DataFrame:
+    """One part of a partitioned source, with its hive keys (``key=value`` folders between ``base`` and the file)
+    as text columns and the spec's ``na_values`` applied. ``mapped_only``: read only the columns the spec maps
+    (what a worker needs), not every column of the file.
+
+    Raises:
+        SpecError: the file is not readable Parquet.
+    """
+    what = f"table {name!r}: " if name else ""
+    rel = file.parent.relative_to(base) if file.is_relative_to(base) else Path()
+    hive = {k: v for k, eq, v in (part.partition("=") for part in rel.parts) if eq}
+    try:
+        columns = None
+        if mapped_only:
+            import pyarrow.parquet as pq
+
+            present = set(pq.read_schema(file).names)
+            columns = [c for c in dict.fromkeys(table.columns.values()) if c in present]
+        frame = pd.read_parquet(file, columns=columns)
+    except _UNREADABLE as err:
+        raise SpecError(f"{what}cannot read {file} as Parquet: {type(err).__name__}: {err}") from err
+    for key, value in hive.items():
+        if key not in frame.columns:
+            frame[key] = value
     if table.read.na_values:
         frame = frame.replace(table.read.na_values, np.nan)
     return frame
+
+
+def _read_parquet_parts(table: TableSpec, root: Path, name: str) -> pd.DataFrame:
+    """A table stored as many Parquet files (:func:`parquet_parts`), read in the order of their paths; the parts
+    must share their columns."""
+    base, files = parquet_parts(table, root, name)
+    what = f"table {name!r}: " if name else ""
+    frames: list[pd.DataFrame] = []
+    for file in files:
+        frame = read_parquet_part(file, base, table, name)
+        if frames and list(frame.columns) != list(frames[0].columns):
+            raise SpecError(
+                f"{what}the parts of {base} differ in their columns: {files[0].name} has "
+                f"{list(frames[0].columns)}, {file} has {list(frame.columns)}"
+            )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ import pandas as pd
 from features.settings import Settings
 from features.spec import GeneratorSpec
 
-__all__ = ["CHURN_DRIVERS", "LEAD_DRIVERS", "ensure_generated", "generate"]
+__all__ = ["CHURN_DRIVERS", "LEAD_DRIVERS", "ensure_generated", "generate", "write_parted"]
 
 REGIONS = ["North", "South", "West"]
 MANAGERS_PER_REGION = 2
@@ -35,6 +37,7 @@ SEGMENTS = ["smb", "mid", "enterprise"]
 INDUSTRIES = ["retail", "manufacturing", "health", "finance", "public"]
 LEAD_SOURCES = ["referral", "web", "event", "cold_call", "partner"]
 COMPANY_SIZES = ["small", "medium", "large"]
+LINES_PER_ORDER = 2.5
 
 # Log-hazard effects on churn (per unit of the attribute); the base monthly hazard is BASE_CHURN_MONTHLY.
 BASE_CHURN_MONTHLY = 0.02
@@ -87,8 +90,115 @@ def _calendar(start: pd.Timestamp, end: pd.Timestamp, rng: np.random.Generator) 
     return cal
 
 
-def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
-    """Make every table of the synthetic organisation in memory. Deterministic for ``spec.seed``."""
+@dataclass(frozen=True)
+class _Buyers:
+    """The customers whose orders are drawn: ids, segment, standing discount, rep, order rate per unit of
+    intensity, their exposure (intensity summed over their life in the data) and the cumulative intensity at
+    their signup."""
+
+    ids: np.ndarray
+    seg: np.ndarray
+    discount: np.ndarray
+    rep: np.ndarray
+    lam: np.ndarray
+    exposure: np.ndarray
+    cum_lo: np.ndarray
+
+    def take(self, index: slice) -> _Buyers:
+        return _Buyers(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+def _order_lines(
+    rng: np.random.Generator,
+    who: _Buyers,
+    cum: np.ndarray,
+    promo: np.ndarray,
+    products: pd.DataFrame,
+    start: pd.Timestamp,
+    first_order: int = 0,
+) -> pd.DataFrame:
+    """The order lines of ``who``: orders numbered from ``first_order + 1``, sorted by time, order and line."""
+    n_days = len(cum) - 1
+    n_orders = rng.poisson(who.lam * who.exposure)
+    owner = np.repeat(np.arange(len(who.ids)), n_orders)
+    u = who.cum_lo[owner] + rng.random(len(owner)) * who.exposure[owner]
+    day = np.clip(np.searchsorted(cum, u, side="right") - 1, 0, n_days - 1)
+    order_promo = promo[day]
+    n_lines = 1 + rng.poisson(LINES_PER_ORDER - 1, len(owner))
+    line_order = np.repeat(np.arange(len(owner)), n_lines)
+    seg_pref = {
+        "smb": [0.55, 0.10, 0.35],
+        "mid": [0.40, 0.30, 0.30],
+        "enterprise": [0.25, 0.50, 0.25],
+    }
+    line_seg = who.seg[owner][line_order]
+    series_names = list(SERIES)
+    line_series = np.empty(len(line_order), dtype=object)
+    for s_name, probs in seg_pref.items():
+        idx = np.flatnonzero(line_seg == s_name)
+        line_series[idx] = rng.choice(series_names, size=len(idx), p=probs)
+    product_idx = rng.integers(0, PRODUCTS_PER_SERIES, len(line_order))
+    prod_table = products.set_index(["series", products.groupby("series").cumcount()])
+    keys = pd.MultiIndex.from_arrays([line_series, product_idx])
+    prod_rows = prod_table.loc[keys]
+    quantity = 1 + rng.poisson(1.5, len(line_order))
+    disc = who.discount[owner][line_order] / 100.0 + np.where(order_promo[line_order], 0.10, 0.0)
+    amount = np.round(quantity * prod_rows["list_price"].to_numpy() * (1 - disc), 2)
+    order_ids = np.array([f"O{first_order + i + 1:08d}" for i in range(len(owner))])
+    orders = pd.DataFrame(
+        {
+            "order_id": order_ids[line_order],
+            "time": (start + pd.to_timedelta(day, unit="D"))[line_order],
+            "customer_id": who.ids[owner][line_order],
+            "rep": who.rep[owner][line_order],
+            "product_id": prod_rows["product_id"].to_numpy(),
+            "quantity": quantity,
+            "amount": amount,
+            "promo": order_promo[line_order],
+        }
+    )
+    orders["line"] = orders.groupby("order_id").cumcount() + 1
+    return orders.sort_values(["time", "order_id", "line"], kind="stable").reset_index(drop=True)
+
+
+OrderSink = Callable[[int, pd.DataFrame], None]
+
+
+def _chunked_orders(
+    seed: int,
+    who: _Buyers,
+    cum: np.ndarray,
+    promo: np.ndarray,
+    products: pd.DataFrame,
+    start: pd.Timestamp,
+    sink: OrderSink,
+    lines_per_part: int,
+) -> int:
+    """The order lines drawn a chunk of customers at a time (about ``lines_per_part`` lines each, a generator
+    seeded ``[seed, chunk]`` per chunk), each chunk handed to ``sink(chunk, lines)``; returns the lines made."""
+    expected = np.cumsum(who.lam * who.exposure * LINES_PER_ORDER)
+    bounds = np.searchsorted(expected, np.arange(lines_per_part, expected[-1], lines_per_part), side="right")
+    edges = [0, *sorted(set(bounds.tolist()) - {0, len(who.ids)}), len(who.ids)]
+    made = orders = 0
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        lines = _order_lines(
+            np.random.default_rng([seed, k]), who.take(slice(a, b)), cum, promo, products, start, orders
+        )
+        orders += int((lines["line"] == 1).sum())
+        made += len(lines)
+        sink(k, lines)
+    return made
+
+
+def generate(
+    spec: GeneratorSpec, *, order_sink: OrderSink | None = None, lines_per_part: int = 2_000_000
+) -> dict[str, pd.DataFrame | dict]:
+    """Make every table of the synthetic organisation in memory. Deterministic for ``spec.seed``.
+
+    ``order_sink``: instead of one ``orders`` table, the order lines are drawn a chunk of customers at a time and
+    each chunk is handed to ``order_sink(chunk, lines)`` (memory bounded by ``lines_per_part``, for 10 M or 50 M
+    lines); the same organisation, customers and leads, other random draws for the orders.
+    """
     rng = np.random.default_rng(spec.seed)
     start, end = pd.Timestamp(spec.start), pd.Timestamp(spec.end)
     n_days = (end - start).days + 1
@@ -119,7 +229,6 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     cum = np.concatenate([[0.0], np.cumsum(cal_hist["_intensity"].to_numpy())])
 
     # --- customers --------------------------------------------------------------------------------------
-    lines_per_order = 2.5
     n_customers = max(200, spec.n_order_lines // 40)
     seg = rng.choice(SEGMENTS, size=n_customers, p=[0.6, 0.3, 0.1])
     base_of_existing = rng.random(n_customers) < 0.35
@@ -165,47 +274,17 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     lo = signup_offset.astype(int)
     hi = np.minimum(np.ceil(churn_offset), n_days).astype(int)
     exposure = cum[hi] - cum[lo]
-    target_orders = spec.n_order_lines / lines_per_order
-    lam = rel_rate * target_orders / float(np.sum(rel_rate * exposure))
-    n_orders = rng.poisson(lam * exposure)
-    owner = np.repeat(np.arange(n_customers), n_orders)
-    u = cum[lo][owner] + rng.random(len(owner)) * exposure[owner]
-    day = np.clip(np.searchsorted(cum, u, side="right") - 1, 0, n_days - 1)
-    order_promo = cal_hist["promo"].to_numpy()[day]
-    n_lines = 1 + rng.poisson(lines_per_order - 1, len(owner))
-    line_order = np.repeat(np.arange(len(owner)), n_lines)
-    seg_pref = {
-        "smb": [0.55, 0.10, 0.35],
-        "mid": [0.40, 0.30, 0.30],
-        "enterprise": [0.25, 0.50, 0.25],
-    }
-    line_seg = seg[owner][line_order]
-    series_names = list(SERIES)
-    line_series = np.empty(len(line_order), dtype=object)
-    for s_name, probs in seg_pref.items():
-        idx = np.flatnonzero(line_seg == s_name)
-        line_series[idx] = rng.choice(series_names, size=len(idx), p=probs)
-    product_idx = rng.integers(0, PRODUCTS_PER_SERIES, len(line_order))
-    prod_table = products.set_index(["series", products.groupby("series").cumcount()])
-    keys = pd.MultiIndex.from_arrays([line_series, product_idx])
-    prod_rows = prod_table.loc[keys]
-    quantity = 1 + rng.poisson(1.5, len(line_order))
-    disc = discount[owner][line_order] / 100.0 + np.where(order_promo[line_order], 0.10, 0.0)
-    amount = np.round(quantity * prod_rows["list_price"].to_numpy() * (1 - disc), 2)
-    orders = pd.DataFrame(
-        {
-            "order_id": np.array([f"O{i + 1:08d}" for i in range(len(owner))])[line_order],
-            "time": (start + pd.to_timedelta(day, unit="D"))[line_order],
-            "customer_id": cust_ids[owner][line_order],
-            "rep": rep_of_cust[owner][line_order],
-            "product_id": prod_rows["product_id"].to_numpy(),
-            "quantity": quantity,
-            "amount": amount,
-            "promo": order_promo[line_order],
-        }
-    )
-    orders["line"] = orders.groupby("order_id").cumcount() + 1
-    orders = orders.sort_values(["time", "order_id", "line"], kind="stable").reset_index(drop=True)
+    lam = rel_rate * (spec.n_order_lines / LINES_PER_ORDER) / float(np.sum(rel_rate * exposure))
+    who = _Buyers(cust_ids, seg, discount, rep_of_cust, lam, exposure, cum[lo])
+    promo = cal_hist["promo"].to_numpy()
+    if order_sink is None:
+        orders: pd.DataFrame | None = _order_lines(rng, who, cum, promo, products, start)
+        n_order_lines = len(orders)
+    else:
+        orders = None
+        n_order_lines = _chunked_orders(
+            spec.seed, who, cum, promo, products, start, order_sink, lines_per_part
+        )
 
     # --- leads and their activities ---------------------------------------------------------------------
     n_leads = max(300, spec.n_order_lines // 100)
@@ -292,7 +371,7 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
     truth = {
         "note": "synthetic data made by features.synthetic; every name and number is invented",
         "seed": spec.seed,
-        "n_order_lines": len(orders),
+        "n_order_lines": n_order_lines,
         "start": str(start.date()),
         "end": str(end.date()),
         "churn": {
@@ -317,7 +396,7 @@ def generate(spec: GeneratorSpec) -> dict[str, pd.DataFrame | dict]:
         },
     }
     return {
-        "orders": orders,
+        **({} if orders is None else {"orders": orders}),
         "customers": customers,
         "reps": reps.drop(columns="skill"),
         "products": products,
@@ -341,20 +420,48 @@ def ensure_generated(spec: GeneratorSpec, settings: Settings) -> tuple[Path, dic
     """
     target = generated_path(spec, settings)
     if not (target / "truth.json").exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=target.parent))
-        try:
-            tables = generate(spec)
-            for name, value in tables.items():
-                if isinstance(value, pd.DataFrame):
-                    value.to_parquet(tmp / f"{name}.parquet", index=False)
-            (tmp / "truth.json").write_text(json.dumps(tables["truth"], indent=2, default=str))
-            try:
-                os.rename(tmp, target)
-            except OSError:  # another process won the race; keep theirs
-                if not (target / "truth.json").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        _write(target, lambda _: generate(spec))
     truth = json.loads((target / "truth.json").read_text())
     return target, {"truth": truth, "truth_dir": str(target)}
+
+
+def _write(target: Path, make: Callable[[Path], dict[str, pd.DataFrame | dict]]) -> None:
+    """The tables ``make(folder)`` returns (and whatever it wrote there itself) as Parquet files and
+    ``truth.json`` in ``target``: built in a temporary folder beside it and renamed into place, so an interrupted
+    run leaves nothing half-done (and a folder another process finished first is kept)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=target.parent))
+    try:
+        tables = make(tmp)
+        for name, value in tables.items():
+            if isinstance(value, pd.DataFrame):
+                value.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "truth.json").write_text(json.dumps(tables["truth"], indent=2, default=str))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race; keep theirs
+            if not (target / "truth.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parted(spec: GeneratorSpec, target: Path, *, lines_per_part: int = 2_000_000) -> Path:
+    """The synthetic organisation at any size on disk with its order lines as a folder of Parquet parts
+    (``target/orders/part-00000.parquet``, ... about ``lines_per_part`` lines each, drawn and written one chunk
+    of customers at a time) and every other table one file; ``target`` appears whole or not at all.
+
+    Read it through the built-in ``synthetic`` spec with ``orders`` pointed at the folder (``path: orders``) and
+    the data root at ``target``.
+    """
+
+    def make(folder: Path) -> dict[str, pd.DataFrame | dict]:
+        (folder / "orders").mkdir()
+
+        def sink(k: int, lines: pd.DataFrame) -> None:
+            lines.to_parquet(folder / "orders" / f"part-{k:05d}.parquet", index=False)
+
+        return generate(spec, order_sink=sink, lines_per_part=lines_per_part)
+
+    _write(Path(target), make)
+    return Path(target)

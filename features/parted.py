@@ -1,0 +1,260 @@
+"""A partitioned transactions table read, checked and split by customer on a Dask cluster's workers.
+
+Loaded for a cluster (``load_dataset(..., defer_parted=True)``), a transactions table stored as a folder or glob of
+Parquet parts stays on disk (:class:`~features.load.PartedTable`). :func:`shuffle_by_customer` then has the
+workers do what :func:`~features.load.load_dataset` does in one process, one part per task:
+
+1. read the part's mapped columns (hive keys included) and check it with the rules of one process
+   (:func:`~features.load.canonical_table`, rows numbered as in the whole table, lookup keys it must find);
+2. keep the columns the pipeline asks for, events after ``as_of`` left out, and split them into ``n_buckets``
+   pieces by customer (:func:`~features.distributed.customer_buckets`): the pieces stay on the workers;
+3. the unique key, which spans every part, is checked on hashes of the key split the same way, and only hashes
+   seen twice are looked at again (exactly, with the rows' values).
+
+Only each part's counts, date range and broken rules come back to this process. Broken rules are raised as one
+:class:`~features.load.DataValidationError`: the same rule in several parts is one line with their rows added up
+and the first part's examples. Then bucket ``p``'s pieces, in the parts' order, are one customer partition (a
+customer's rows in the order one process reads them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.distributed import customer_buckets, gather, n_workers
+from features.load import (
+    Dataset,
+    DataValidationError,
+    PartedTable,
+    Violation,
+    canonical_table,
+    lookup_keys,
+    orphan_violations,
+    unique_key,
+    violation_examples,
+)
+from features.sources import read_parquet_part
+from features.spec import CUSTOMER_ID, TIME, DatasetSpec, TableSpec
+
+__all__ = ["ROWS_PER_PARTITION", "Shuffled", "merge_violations", "shuffle_by_customer"]
+
+ROWS_PER_PARTITION = (
+    1_000_000  # order lines per customer partition, at most about (and 4 partitions per worker)
+)
+_NO_ROWS = "*"  # the column of canonical_table's "the table has no rows" rule
+
+
+@dataclass(frozen=True)
+class Shuffled:
+    """A partitioned table checked and split by customer on the cluster.
+
+    Attributes:
+        pieces: ``pieces[p]``: bucket ``p``'s piece of every part (futures on the workers), in the parts' order.
+        text: the kept columns one process holds as Python text (they travel as Arrow strings: put them back
+            with ``frame.astype(dict.fromkeys(text, object))``).
+        rows: rows kept (after ``as_of``).
+        first, last: the first and last event kept; ``last_any``: the last event before ``as_of`` applied.
+    """
+
+    pieces: list[list[Any]]
+    text: tuple[str, ...]
+    rows: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    last_any: pd.Timestamp | None
+
+
+@dataclass(frozen=True)
+class _PartInfo:
+    rows: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+    last_any: pd.Timestamp | None
+    text: tuple[str, ...]
+    violations: list[Violation]
+
+
+def _checked_part(
+    file: Path,
+    base: Path,
+    offset: int,
+    name: str,
+    table: TableSpec,
+    spec: DatasetSpec,
+    keys: dict[str, Any],
+    keep_index: bool = False,
+) -> tuple[pd.DataFrame, list[Violation]]:
+    violations: list[Violation] = []
+    raw = read_parquet_part(file, base, table, name, mapped_only=True)
+    frame = canonical_table(
+        name, table, raw, violations, row_offset=offset, check_unique=False, keep_index=keep_index
+    )
+    violations += orphan_violations(spec, name, frame, keys)
+    return frame, violations
+
+
+def _key_hashes(frame: pd.DataFrame, unique: list[str]) -> np.ndarray:
+    return pd.util.hash_pandas_object(frame[unique], index=False).to_numpy()
+
+
+def _scan(
+    file: Path,
+    base: Path,
+    offset: int,
+    name: str,
+    table: TableSpec,
+    spec: DatasetSpec,
+    keys: dict[str, Any],
+    columns: Sequence[str],
+    as_of: pd.Timestamp | None,
+    n_buckets: int,
+) -> tuple[_PartInfo, list[np.ndarray], list[pd.DataFrame]]:
+    """One part on a worker: checked, its unique-key hashes and its kept rows split by bucket."""
+    frame, violations = _checked_part(file, base, offset, name, table, spec, keys)
+    unique = unique_key(table)
+    hashes: list[np.ndarray] = [np.empty(0, np.uint64)] * n_buckets
+    if unique and not frame.empty and all(c in frame.columns for c in unique):
+        h = _key_hashes(frame, unique)
+        bucket = (h % np.uint64(n_buckets)).astype(np.int64)
+        hashes = [h[bucket == p] for p in range(n_buckets)]
+    if violations or frame.empty:
+        return _PartInfo(0, None, None, None, (), violations), hashes, [pd.DataFrame()] * n_buckets
+    kept = frame[[c for c in columns if c in frame.columns]]
+    last_any = kept[TIME].max()
+    if as_of is not None:
+        kept = kept[kept[TIME] < as_of + pd.Timedelta(days=1)]
+    text = tuple(c for c in kept.columns if kept[c].dtype == object)
+    kept = kept.astype(dict.fromkeys(text, "string[pyarrow]"))  # compact while the pieces wait on the worker
+    bucket = customer_buckets(kept[CUSTOMER_ID], n_buckets)
+    pieces = [kept[bucket == p].reset_index(drop=True) for p in range(n_buckets)]
+    first = kept[TIME].min() if len(kept) else None
+    last = kept[TIME].max() if len(kept) else None
+    return _PartInfo(len(kept), first, last, last_any, text, []), hashes, pieces
+
+
+def _pick(result: tuple[Any, ...], i: int, p: int | None = None) -> Any:
+    return result[i] if p is None else result[i][p]
+
+
+def _seen_twice(*hashes: np.ndarray) -> np.ndarray:
+    values, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    return values[counts > 1]
+
+
+def _rows_with_hashes(
+    file: Path,
+    base: Path,
+    offset: int,
+    name: str,
+    table: TableSpec,
+    spec: DatasetSpec,
+    keys: dict[str, Any],
+    wanted: np.ndarray,
+) -> pd.DataFrame:
+    """A part's rows whose unique-key hash is in ``wanted``, indexed by their row number in the whole table."""
+    frame, _ = _checked_part(file, base, offset, name, table, spec, keys, keep_index=True)
+    return frame[np.isin(_key_hashes(frame, unique_key(table)), wanted)]
+
+
+def merge_violations(per_part: Sequence[Sequence[Violation]]) -> list[Violation]:
+    """One line per broken rule over all parts: rows added up, the first part's examples. A part with no rows is
+    a problem only when every part has none."""
+    merged: dict[tuple[str, str, str], Violation] = {}
+    empty = [v for part in per_part for v in part if v.column == _NO_ROWS]
+    for part in per_part:
+        for v in part:
+            if v.column == _NO_ROWS:
+                continue
+            key = (v.table, v.column, v.rule)
+            merged[key] = replace(merged[key], n_rows=merged[key].n_rows + v.n_rows) if key in merged else v
+    return ([empty[0]] if len(empty) == len(per_part) and empty else []) + list(merged.values())
+
+
+def shuffle_by_customer(
+    client: Any,
+    dataset: Dataset,
+    name: str,
+    columns: Sequence[str],
+    *,
+    as_of: pd.Timestamp | None = None,
+    n_buckets: int | None = None,
+) -> Shuffled:
+    """Read, check and split the partitioned table ``name`` by customer on the cluster (see the module).
+
+    ``n_buckets`` defaults to four per worker, more when the table has over :data:`ROWS_PER_PARTITION` order
+    lines per bucket.
+
+    Raises:
+        DataValidationError: the parts break the table's rules (one message for all of them).
+        SpecError: a part is not readable Parquet.
+        SalesmlError: a worker kept dying.
+    """
+    parted: PartedTable = dataset.parted[name]
+    table, spec = dataset.spec.tables[name], dataset.spec
+    total = sum(parted.rows)
+    if n_buckets is None:
+        n_buckets = max(4 * n_workers(client), math.ceil(total / ROWS_PER_PARTITION))
+    offsets = np.concatenate([[0], np.cumsum(parted.rows)[:-1]]).astype(int).tolist()
+    keys = client.scatter(lookup_keys(spec, dataset.tables), broadcast=True)
+    common = {"name": name, "table": table, "spec": spec, "keys": keys}
+    scans = [
+        client.submit(
+            _scan,
+            f,
+            parted.base,
+            off,
+            columns=list(columns),
+            as_of=as_of,
+            n_buckets=n_buckets,
+            **common,
+            pure=False,
+        )
+        for f, off in zip(parted.files, offsets, strict=True)
+    ]
+    infos = [client.submit(_pick, s, 0) for s in scans]
+    hashes = [[client.submit(_pick, s, 1, p) for s in scans] for p in range(n_buckets)]
+    pieces = [[client.submit(_pick, s, 2, p) for s in scans] for p in range(n_buckets)]
+    del scans  # the pieces keep what they need; each part's whole result is let go
+    seen = [client.submit(_seen_twice, *bucket) for bucket in hashes]
+    parts: list[_PartInfo] = gather(client, infos)
+    twice = np.concatenate(gather(client, seen))
+    del hashes, seen
+    violations = merge_violations([part.violations for part in parts])
+    unique = unique_key(table)
+    if len(twice):
+        found = [
+            client.submit(_rows_with_hashes, f, parted.base, off, wanted=twice, **common, pure=False)
+            for f, off in zip(parted.files, offsets, strict=True)
+        ]
+        rows = pd.concat(gather(client, found))
+        dup = rows.duplicated(unique, keep=False)
+        if dup.any():
+            violations.append(
+                Violation(
+                    name,
+                    "+".join(unique),
+                    None,
+                    f"duplicate key {unique}",
+                    int(dup.sum()),
+                    violation_examples(rows, dup, unique + list(rows.columns)[:4]),
+                )
+            )
+    if violations:
+        raise DataValidationError(spec.name, violations)
+    kept = [part for part in parts if part.rows]
+    stamps = [part.last_any for part in parts if part.last_any is not None]
+    return Shuffled(
+        pieces=pieces,
+        text=tuple(dict.fromkeys(c for part in kept for c in part.text)),
+        rows=sum(part.rows for part in kept),
+        first=min(part.first for part in kept) if kept else None,
+        last=max(part.last for part in kept) if kept else None,
+        last_any=max(stamps) if stamps else None,
+    )
