@@ -5,7 +5,9 @@ Parquet parts stays on disk (:class:`~features.load.PartedTable`). :func:`shuffl
 workers do what :func:`~features.load.load_dataset` does in one process, one part per task:
 
 1. read the part's mapped columns (hive keys included) and check it with the rules of one process
-   (:func:`~features.load.canonical_table`, rows numbered as in the whole table, lookup keys it must find);
+   (:func:`~features.load.canonical_table`, rows numbered as in the whole table, lookup keys it must find; with a
+   spec ``where``, the rows of a missing lookup key are numbered before the filter, one process numbers them
+   after it);
 2. keep the columns the pipeline asks for, events after ``as_of`` left out, and split them into ``n_buckets``
    pieces by customer (:func:`~features.distributed.customer_buckets`): the pieces stay on the workers;
 3. the unique key, which spans every part, is checked on hashes of the key split the same way, and only hashes
@@ -43,12 +45,21 @@ from features.load import (
 from features.sources import read_parquet_part
 from features.spec import CUSTOMER_ID, TIME, DatasetSpec, TableSpec
 
-__all__ = ["ROWS_PER_PARTITION", "Shuffled", "merge_violations", "shuffle_by_customer"]
+__all__ = ["ROWS_PER_PARTITION", "Shuffled", "merge_violations", "rows_per_partition", "shuffle_by_customer"]
 
-ROWS_PER_PARTITION = (
-    1_000_000  # order lines per customer partition, at most about (and 4 partitions per worker)
-)
+# Order lines per customer partition, at most about (and at least 4 partitions per worker); fewer where the
+# workers' memory limit over BYTES_PER_ROW says so (rows_per_partition).
+ROWS_PER_PARTITION = 1_000_000
+BYTES_PER_ROW = 4096
 _NO_ROWS = "*"  # the column of canonical_table's "the table has no rows" rule
+
+
+def rows_per_partition(client: Any) -> int:
+    """Order lines per customer partition: :data:`ROWS_PER_PARTITION`, fewer for workers with little memory (a
+    partition's build peaks at about 2 KiB per order line; this leaves room for twice that)."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
+    smallest = min((m for m in limits if m > 0), default=0)
+    return max(1_000, min(ROWS_PER_PARTITION, smallest // BYTES_PER_ROW)) if smallest else ROWS_PER_PARTITION
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def _scan(
     n_buckets: int,
 ) -> tuple[_PartInfo, list[np.ndarray], list[pd.DataFrame]]:
     """One part on a worker: checked, its unique-key hashes and its kept rows split by bucket."""
-    frame, violations = _checked_part(file, base, offset, name, table, spec, keys)
+    frame, violations = _checked_part(file, base, offset, name, table, spec, keys, keep_index=True)
     unique = unique_key(table)
     hashes: list[np.ndarray] = [np.empty(0, np.uint64)] * n_buckets
     if unique and not frame.empty and all(c in frame.columns for c in unique):
@@ -188,8 +199,8 @@ def shuffle_by_customer(
 ) -> Shuffled:
     """Read, check and split the partitioned table ``name`` by customer on the cluster (see the module).
 
-    ``n_buckets`` defaults to four per worker, more when the table has over :data:`ROWS_PER_PARTITION` order
-    lines per bucket.
+    ``n_buckets`` defaults to four per worker, more when the table has more than :func:`rows_per_partition`
+    order lines per bucket.
 
     Raises:
         DataValidationError: the parts break the table's rules (one message for all of them).
@@ -200,7 +211,7 @@ def shuffle_by_customer(
     table, spec = dataset.spec.tables[name], dataset.spec
     total = sum(parted.rows)
     if n_buckets is None:
-        n_buckets = max(4 * n_workers(client), math.ceil(total / ROWS_PER_PARTITION))
+        n_buckets = max(4 * n_workers(client), math.ceil(total / rows_per_partition(client)))
     offsets = np.concatenate([[0], np.cumsum(parted.rows)[:-1]]).astype(int).tolist()
     keys = client.scatter(lookup_keys(spec, dataset.tables), broadcast=True)
     common = {"name": name, "table": table, "spec": spec, "keys": keys}

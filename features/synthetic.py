@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from features.settings import Settings
-from features.spec import GeneratorSpec
+from features.spec import BUILTIN_SPEC_DIR, GeneratorSpec
 
 __all__ = ["CHURN_DRIVERS", "LEAD_DRIVERS", "ensure_generated", "generate", "write_parted"]
 
@@ -446,14 +447,15 @@ def _write(target: Path, make: Callable[[Path], dict[str, pd.DataFrame | dict]])
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_parted(spec: GeneratorSpec, target: Path, *, lines_per_part: int = 2_000_000) -> Path:
+def write_parted(spec: GeneratorSpec, target: Path | str, *, lines_per_part: int = 2_000_000) -> Path:
     """The synthetic organisation at any size on disk with its order lines as a folder of Parquet parts
     (``target/orders/part-00000.parquet``, ... about ``lines_per_part`` lines each, drawn and written one chunk
     of customers at a time) and every other table one file; ``target`` appears whole or not at all.
 
-    Read it through the built-in ``synthetic`` spec with ``orders`` pointed at the folder (``path: orders``) and
-    the data root at ``target``.
+    ``target/spec.yaml`` reads it: the built-in ``synthetic`` spec without its generator, every table's path
+    absolute under ``target`` and ``orders`` the folder. Returns that spec's path.
     """
+    target = Path(target).absolute()
 
     def make(folder: Path) -> dict[str, pd.DataFrame | dict]:
         (folder / "orders").mkdir()
@@ -461,7 +463,12 @@ def write_parted(spec: GeneratorSpec, target: Path, *, lines_per_part: int = 2_0
         def sink(k: int, lines: pd.DataFrame) -> None:
             lines.to_parquet(folder / "orders" / f"part-{k:05d}.parquet", index=False)
 
+        doc = yaml.safe_load((BUILTIN_SPEC_DIR / "synthetic.yaml").read_text())
+        doc.pop("generator")
+        for name, table in doc["tables"].items():
+            table["path"] = str(target / ("orders" if name == "orders" else table["path"]))
+        (folder / "spec.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
         return generate(spec, order_sink=sink, lines_per_part=lines_per_part)
 
-    _write(Path(target), make)
-    return Path(target)
+    _write(target, make)
+    return target / "spec.yaml"

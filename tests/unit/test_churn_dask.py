@@ -1,6 +1,7 @@
 """The churn training set on a real Dask cluster: the same rows and values as in one process, on a LocalCluster
-and on a scheduler and workers started as separate processes (the way a user runs them), and a worker killed
-during a build is retried or, when it keeps dying, a clear error.
+and on a scheduler and workers started as separate processes (the way a user runs them), from order lines held
+in this process or read part by part by the workers themselves (a folder of Parquet parts), with the same rules
+checked; a worker killed during a build is retried or, when it keeps dying, a clear error.
 
 Dask workers are processes of their own: the functions they run live in this module (importable by them).
 """
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from features.churn import build_churn_set
 from features.distributed import map_partitions, scheduler_client
 from features.errors import SalesmlError
-from features.load import load_dataset
+from features.load import DataValidationError, load_dataset
 from tests.conftest import BIN, REPO, requires_shared, run_cli
 from tests.service.conftest import free_port
 
@@ -57,6 +59,141 @@ def test_the_synthetic_churn_set_is_the_same_on_a_local_cluster(small_synthetic_
 def test_the_cdnow_churn_set_is_the_same_on_a_local_cluster(cluster) -> None:
     ds = load_dataset("cdnow")
     _same(build_churn_set(ds).frame, build_churn_set(ds, client=cluster).frame)
+
+
+def _parted_copy(spec_path: Path, folder: Path, by: str = "Q") -> Path:
+    """The data set of ``spec_path`` with its order lines written as one Parquet part per period ``by``
+    (``orders/period=2023Q1/part-0.parquet``, ...), so each customer's history is spread over many parts; a spec
+    that reads it, every path absolute."""
+    ds = load_dataset(spec_path)
+    spec = yaml.safe_load(spec_path.read_text())
+    spec.pop("generator", None)
+    for name, table in spec["tables"].items():
+        source = ds.root / table["path"]
+        if name == "orders":
+            raw = pd.read_parquet(source)
+            for period, rows in raw.groupby(raw["time"].dt.to_period(by)):
+                part = folder / "orders" / f"period={period}"
+                part.mkdir(parents=True)
+                rows.to_parquet(part / "part-0.parquet", index=False)
+            table["path"] = str(folder / "orders")
+        else:
+            table["path"] = str(source)
+    out = folder / "parted.yaml"
+    out.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def parted_spec(small_synthetic_spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _parted_copy(small_synthetic_spec, tmp_path_factory.mktemp("parted"))
+
+
+def test_order_parts_read_by_the_workers_give_the_one_process_set(parted_spec: Path, cluster) -> None:
+    ds = load_dataset(parted_spec, defer_parted=True)
+    assert "orders" not in ds.tables  # this process only listed the parts
+    parts = ds.parted["orders"]
+    assert len(parts.files) >= 15 and sum(parts.rows) == len(load_dataset(parted_spec).tables["orders"])
+    in_parts = pd.concat(
+        pd.read_parquet(f, columns=["customer_id"]).assign(part=i) for i, f in enumerate(parts.files)
+    )
+    assert (in_parts.groupby("customer_id")["part"].nunique() > 1).mean() > 0.5  # histories span parts
+    one = build_churn_set(load_dataset(parted_spec))
+    _same(one.frame, build_churn_set(ds, client=cluster).frame)
+    as_of = "2024-06-30"
+    _same(
+        build_churn_set(load_dataset(parted_spec), as_of=as_of).frame,
+        build_churn_set(ds, client=cluster, as_of=as_of).frame,
+    )
+    with pytest.raises(SalesmlError, match="read part by part on the Dask cluster"):
+        ds.table(__import__("features.spec", fromlist=["Role"]).Role.transactions)
+
+
+def test_broken_parts_give_the_one_process_message(parted_spec: Path, cluster, tmp_path: Path) -> None:
+    """A number that is not one, an order line repeated in another part and a product the lookup lacks, each in
+    a different part: the workers report the rules, rows and examples one process reports for the whole table."""
+    spec = yaml.safe_load(parted_spec.read_text())
+    files = sorted(Path(spec["tables"]["orders"]["path"]).rglob("*.parquet"))
+    broken = tmp_path / "orders"
+    parts = {}
+    for f in files:
+        parts[f] = pd.read_parquet(f)
+    a, b, c, d = files[1], files[4], files[6], files[9]
+    parts[a]["amount"] = parts[a]["amount"].astype(str)  # a part whose amounts are text
+    parts[a].loc[parts[a].index[[3, 7, 8]], "amount"] = "n/a"
+    parts[b] = pd.concat([parts[b], parts[c].iloc[[5]]], ignore_index=True)  # the same (order_id, line) twice
+    parts[d].loc[parts[d].index[[0, 2]], "product_id"] = "ZZ9"
+    for f, frame in parts.items():
+        out = broken / f.parent.name / f.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+    spec["tables"]["orders"]["path"] = str(broken)
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    with pytest.raises(DataValidationError) as in_process:
+        load_dataset(bad)
+    ds = load_dataset(bad, defer_parted=True)
+    with pytest.raises(DataValidationError) as on_cluster:
+        build_churn_set(ds, client=cluster)
+    lines = sorted(v.describe() for v in on_cluster.value.violations)
+    assert lines == sorted(v.describe() for v in in_process.value.violations)
+    message = str(on_cluster.value)
+    assert len(lines) == 4  # not a number, so empty; the repeated line; the unknown product
+    assert "column 'amount' (source column 'amount'): not a number [3 row(s)]" in message
+    assert "duplicate key ['order_id', 'line'] [2 row(s)]" in message and "['ZZ9'] not found" in message
+
+
+MEMORY_LIMIT = 400 * 2**20  # per worker; a worker alone is about 145 MiB
+
+
+def test_workers_with_less_memory_than_the_order_lines_build_the_same_set(tmp_path: Path) -> None:
+    """2 M order lines take 540 MiB in one process; two workers limited to 400 MiB each build the same set from
+    the parts they read, none of them above its limit (sampled every 20 ms) and none restarted."""
+    import threading
+
+    import psutil
+    from distributed import Client, LocalCluster
+
+    from features.spec import GeneratorSpec
+    from features.synthetic import write_parted
+
+    spec = write_parted(
+        GeneratorSpec(name="synthetic", n_order_lines=2_000_000), tmp_path / "data", lines_per_part=100_000
+    )
+    in_process = load_dataset(spec)
+    assert (
+        in_process.tables["orders"].memory_usage(deep=True).sum() > MEMORY_LIMIT
+    )  # could not fit one worker
+    one = build_churn_set(in_process)
+    del in_process
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit=MEMORY_LIMIT, dashboard_address=":0"
+        ) as lc,
+        Client(lc) as client,
+    ):
+        pids = client.run(os.getpid)
+        peak = dict.fromkeys(pids.values(), 0)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                for pid in peak:
+                    with __import__("contextlib").suppress(psutil.NoSuchProcess):
+                        peak[pid] = max(peak[pid], psutil.Process(pid).memory_info().rss)
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            on_cluster = build_churn_set(load_dataset(spec, defer_parted=True), client=client)
+        finally:
+            done.set()
+            sampler.join()
+        assert client.run(os.getpid) == pids  # no worker was killed and restarted
+    assert 0 < max(peak.values()) < MEMORY_LIMIT, {pid: v / 2**20 for pid, v in peak.items()}
+    _same(one.frame, on_cluster.frame)
 
 
 def _dies_once(marker: str, value: int) -> int:
@@ -143,7 +280,7 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
             "train",
             "churn",
             "--dataset",
-            str(small_synthetic_spec),
+            str(_parted_copy(small_synthetic_spec, tmp_path / "parted")),  # the workers read the order parts
             "--trials",
             "2",
             "--scheduler",

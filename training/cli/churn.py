@@ -71,7 +71,8 @@ def train_churn_cmd(
         None,
         "--scheduler",
         help="Build the training set on Dask: 'local' (a LocalCluster on this machine) or a scheduler address "
-        "(tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process.",
+        "(tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process. An order table stored as a "
+        "folder of Parquet parts is then read by the workers.",
     ),
 ) -> None:
     """Build the churn training set, train the calibrated classifier, log one MLflow run as 'churn_risk.<data set>'."""
@@ -81,8 +82,9 @@ def train_churn_cmd(
     from training.products import product
 
     churn = product("churn_risk")
-    ds = load_dataset(dataset)
     with scheduler_client(scheduler) as client:
+        # On a cluster a partitioned order table stays on disk: the workers read and check its parts.
+        ds = load_dataset(dataset, defer_parted=client is not None)
         training = churn.train(
             ds,
             horizon_days=_horizon(horizon_days),
