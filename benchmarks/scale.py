@@ -1,133 +1,193 @@
-"""The churn training set built in one process and on a Dask ``LocalCluster``, by size (issue 18).
+"""The churn training set built in one process and on a Dask ``LocalCluster`` whose workers read the order lines'
+Parquet parts themselves, by size (issue 18).
 
 Usage::
 
-    .venv/bin/python benchmarks/scale.py --lines 1000000 10000000 --workers 2 --cutoffs 12
+    .venv/bin/python benchmarks/scale.py --lines 1000000 10000000 50000000 --workers 2 --memory-limit 4GiB
 
-Each size is the synthetic organisation generated at that many order lines (seed 7; cached under
-``$SALESML_HOME/data``) and loaded through the ``synthetic`` spec; loading is not timed. Then, per size:
+Each size is the synthetic organisation written by :func:`features.synthetic.write_parted` (seed 7, order lines
+in parts of ``--lines-per-part``; cached under ``$SALESML_HOME/data/scale``; the writing is timed once, when it
+happens). Then, each in a fresh process of its own (so each peak memory is that run's):
 
-* one process: ``build_churn_set`` (``--cutoffs`` labelled monthly cutoffs + the scoring cutoff), best of
-  ``--repeat``;
-* the cluster: ``LocalCluster(n_workers=--workers, threads_per_worker=1, processes=True)`` started once per size
-  (its start is timed apart), then ``build_churn_set(client=...)``: four customer partitions per worker sent to the
-  workers, built there, their rows gathered; best of ``--repeat``;
-* the two sets compared (identical rows and values, or the script fails);
-* where the cluster's time goes: the same build in one process in the cluster's partitions, the driver's split of
-  the order lines into them, and sending them to the workers (``client.scatter``);
-* memory: this process's peak RSS and each worker's resident memory after the builds.
+* ``single``: ``load_dataset`` (every part read into this process) and ``build_churn_set`` (``--cutoffs``
+  labelled monthly cutoffs + the scoring cutoff); only for sizes up to ``--single-max`` lines (50 M lines need
+  about 25 GiB in one process, more than the machine has);
+* ``cluster``: ``LocalCluster(n_workers=--workers, threads_per_worker=1, memory_limit=--memory-limit)``, started
+  first and timed apart, then ``load_dataset(defer_parted=True)`` (only the parts' footers read here) and
+  ``build_churn_set(client=...)``: the workers read, check and split the parts by customer and build the
+  partitions; the rows come back here. Each worker's resident memory is sampled every 50 ms (its peak), and the
+  workers' process ids are compared before and after (a worker the nanny killed for memory would be new).
 
-Prints a JSON report (``--out`` writes it).
+Where both ran, the two sets are compared (identical rows and values, or the script fails). Prints one JSON line
+per run and a JSON report (``--out`` writes it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-from churn_features import _spec_for  # the synthetic spec at a size (benchmarks/ is on the path)
 
 from features.churn import build_churn_set
-from features.distributed import customer_buckets
+from features.distributed import worker_memory
 from features.load import load_dataset
+from features.settings import get_settings
+from features.spec import GeneratorSpec
+from features.synthetic import write_parted
 
 
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _best(run, repeat: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
+def _data(lines: int, lines_per_part: int) -> tuple[Path, float | None]:
+    folder = get_settings().generated_dir / "scale" / f"synthetic-parted-n{lines}-p{lines_per_part}"
+    if (folder / "spec.yaml").exists():
+        return folder / "spec.yaml", None
+    t = time.perf_counter()
+    spec = write_parted(
+        GeneratorSpec(name="synthetic", n_order_lines=lines), folder, lines_per_part=lines_per_part
+    )
+    return spec, time.perf_counter() - t
+
+
+def _run_single(spec: Path, cutoffs: int, out: Path) -> dict:
+    t = time.perf_counter()
+    ds = load_dataset(spec)
+    load_s = time.perf_counter() - t
+    n_lines = len(ds.tables["orders"])
+    table_gib = ds.tables["orders"].memory_usage(deep=True).sum() / 2**30
+    t = time.perf_counter()
+    built = build_churn_set(ds, n_cutoffs=cutoffs)
+    build_s = time.perf_counter() - t
+    built.frame.to_parquet(out)
+    return {
+        "order_lines": n_lines,
+        "orders_in_memory_gib": round(table_gib, 2),
+        "rows": len(built.frame),
+        "load_s": round(load_s, 1),
+        "build_s": round(build_s, 1),
+        "total_s": round(load_s + build_s, 1),
+        "peak_rss_gib": round(_peak_rss_gib(), 2),
+    }
+
+
+def _run_cluster(spec: Path, cutoffs: int, workers: int, memory_limit: str, out: Path | None) -> dict:
+    from distributed import Client, LocalCluster
+
+    t = time.perf_counter()
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        start_s = time.perf_counter() - t
+        pids = client.run(os.getpid)
         t = time.perf_counter()
-        out = run()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        with worker_memory(client, every_s=0.05) as peak:
+            ds = load_dataset(spec, defer_parted=True)
+            built = build_churn_set(ds, n_cutoffs=cutoffs, client=client)
+        total_s = time.perf_counter() - t
+        restarted = client.run(os.getpid) != pids
+        limit = next(iter(client.scheduler_info()["workers"].values()))["memory_limit"]
+    if out is not None:
+        built.frame.to_parquet(out)
+    return {
+        "order_lines": sum(ds.parted["orders"].rows),
+        "parts": len(ds.parted["orders"].files),
+        "rows": len(built.frame),
+        "cluster_start_s": round(start_s, 1),
+        "total_s": round(total_s, 1),
+        "driver_peak_rss_gib": round(_peak_rss_gib(), 2),
+        "worker_memory_limit_gib": round(limit / 2**30, 2),
+        "worker_peak_rss_gib": sorted(round(v / 2**30, 2) for v in peak.values()),
+        "worker_restarted": restarted,
+    }
+
+
+def _child(args: argparse.Namespace) -> None:
+    out = Path(args.frame) if args.frame else None
+    if args.run == "single":
+        row = _run_single(Path(args.spec), args.cutoffs, out)
+    else:
+        row = _run_cluster(Path(args.spec), args.cutoffs, args.workers, args.memory_limit, out)
+    print(json.dumps(row), flush=True)
+
+
+def _in_child(args: argparse.Namespace, run: str, spec: Path, frame: Path | None) -> dict:
+    cmd = [sys.executable, __file__, "--run", run, "--spec", str(spec), "--cutoffs", str(args.cutoffs)]
+    cmd += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
+    if frame is not None:
+        cmd += ["--frame", str(frame)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{run} run failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--lines-per-part", type=int, default=2_000_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cutoffs", type=int, default=12)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--memory-limit", default="auto", help="per worker, e.g. 4GiB")
+    parser.add_argument("--memory-limit", default="4GiB", help="per worker")
+    parser.add_argument("--single-max", type=int, default=10_000_000, help="largest size run in one process")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--run", choices=["single", "cluster"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", help=argparse.SUPPRESS)
+    parser.add_argument("--frame", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from distributed import Client, LocalCluster
-
+    if args.run:
+        _child(args)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for lines in args.lines:
-            t = time.perf_counter()
-            ds = load_dataset(_spec_for(lines, Path(tmp)))
-            load_s = time.perf_counter() - t
-            n_lines = len(ds.tables["orders"])
-            single_s, one = _best(lambda ds=ds: build_churn_set(ds, n_cutoffs=args.cutoffs), args.repeat)
-            n_parts = 4 * args.workers  # what the cluster path uses
-            parted_s, _ = _best(
-                lambda ds=ds, n=n_parts: build_churn_set(ds, n_cutoffs=args.cutoffs, n_partitions=n), 1
-            )
-            t = time.perf_counter()
-            with (
-                LocalCluster(
-                    n_workers=args.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    memory_limit=args.memory_limit,
-                    dashboard_address=":0",
-                ) as cluster,
-                Client(cluster) as client,
-            ):
-                start_s = time.perf_counter() - t
-                cluster_s, many = _best(
-                    lambda ds=ds, client=client: build_churn_set(ds, n_cutoffs=args.cutoffs, client=client),
-                    args.repeat,
+            spec, write_s = _data(lines, args.lines_per_part)
+            single = lines <= args.single_max
+            one_frame = Path(tmp) / f"single-{lines}.parquet" if single else None
+            many_frame = Path(tmp) / f"cluster-{lines}.parquet" if single else None
+            row: dict = {
+                "lines_asked": lines,
+                "write_parted_s": None if write_s is None else round(write_s, 1),
+            }
+            if single:
+                row["single"] = _in_child(args, "single", spec, one_frame)
+                print(json.dumps(row["single"]), flush=True)
+            row["cluster"] = _in_child(args, "cluster", spec, many_frame)
+            print(json.dumps(row["cluster"]), flush=True)
+            if single:
+                key = ["cutoff", "customer_id"]
+                pd.testing.assert_frame_equal(
+                    pd.read_parquet(one_frame).sort_values(key).reset_index(drop=True),
+                    pd.read_parquet(many_frame).sort_values(key).reset_index(drop=True),
+                    check_exact=True,
                 )
-                orders = ds.tables["orders"][["customer_id", "time", "amount", "quantity", "product_id"]]
-                part_of = customer_buckets(orders["customer_id"], n_parts)
-                t = time.perf_counter()
-                split = [orders[part_of == p] for p in range(n_parts)]
-                split_s = time.perf_counter() - t
-                t = time.perf_counter()
-                futures = client.scatter(split)
-                scatter_s = time.perf_counter() - t
-                del futures, split, orders
-                # Each worker's resident memory after the builds (its results handed back): the peak is not read,
-                # since a forked worker's ru_maxrss starts at its parent's.
-                workers = client.run(lambda: __import__("psutil").Process().memory_info().rss / 2**30)
-            key = ["cutoff", "customer_id"]
-            pd.testing.assert_frame_equal(
-                one.frame.sort_values(key).reset_index(drop=True),
-                many.frame.sort_values(key).reset_index(drop=True),
-                check_exact=True,
-            )
-            rows.append(
-                {
-                    "order_lines": n_lines,
-                    "customers": int(ds.tables["orders"]["customer_id"].nunique()),
-                    "rows": len(one.frame),
-                    "load_s": round(load_s, 1),
-                    "single_s": round(single_s, 2),
-                    "cluster_start_s": round(start_s, 1),
-                    "single_in_partitions_s": round(parted_s, 2),
-                    "cluster_s": round(cluster_s, 2),
-                    "split_s": round(split_s, 2),
-                    "scatter_s": round(scatter_s, 2),
-                    "speedup": round(single_s / cluster_s, 2),
-                    "identical": True,
-                    "driver_peak_rss_gib": round(_peak_rss_gib(), 2),
-                    "worker_rss_after_gib": sorted(round(v, 2) for v in workers.values()),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
-            del ds, one, many
-    report = {"workers": args.workers, "cutoffs": args.cutoffs, "repeat": args.repeat, "sizes": rows}
+                row["identical"] = True
+                row["speedup"] = round(row["single"]["total_s"] / row["cluster"]["total_s"], 2)
+            rows.append(row)
+    report = {
+        "workers": args.workers,
+        "memory_limit": args.memory_limit,
+        "cutoffs": args.cutoffs,
+        "lines_per_part": args.lines_per_part,
+        "cpus": os.cpu_count(),
+        "sizes": rows,
+    }
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -13,8 +13,9 @@ one; the results come back to this process, which writes them.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,15 @@ import pandas as pd
 
 from features.errors import SalesmlError
 
-__all__ = ["ENV", "customer_buckets", "gather", "map_partitions", "n_workers", "scheduler_client"]
+__all__ = [
+    "ENV",
+    "customer_buckets",
+    "gather",
+    "map_partitions",
+    "n_workers",
+    "scheduler_client",
+    "worker_memory",
+]
 
 ENV = "SALESML_DASK_SCHEDULER"
 
@@ -129,3 +138,31 @@ def customer_buckets(ids: pd.Series, n_buckets: int) -> np.ndarray:
 def _large(value: Any) -> bool:
     """Frames and arrays travel as scattered data, not inside the task graph."""
     return hasattr(value, "shape") and getattr(value, "size", 0) > 1_000
+
+
+@contextmanager
+def worker_memory(client: Any, every_s: float = 0.02) -> Iterator[dict[int, int]]:
+    """Each worker process's peak resident memory (process id -> bytes) while the block runs, sampled every
+    ``every_s`` seconds; for workers on this machine (a LocalCluster, or workers started on loopback). A worker
+    restarted meanwhile has another process id: compare ``client.run(os.getpid)`` after the block."""
+    import threading
+
+    import psutil
+
+    peak = dict.fromkeys(client.run(os.getpid).values(), 0)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for pid in peak:
+                with suppress(psutil.NoSuchProcess):
+                    peak[pid] = max(peak[pid], psutil.Process(pid).memory_info().rss)
+            time.sleep(every_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()

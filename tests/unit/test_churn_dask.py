@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from features.churn import build_churn_set
-from features.distributed import map_partitions, scheduler_client
+from features.distributed import map_partitions, scheduler_client, worker_memory
 from features.errors import SalesmlError
 from features.load import DataValidationError, load_dataset
 from tests.conftest import BIN, REPO, requires_shared, run_cli
@@ -150,9 +150,6 @@ MEMORY_LIMIT = 400 * 2**20  # per worker; a worker alone is about 145 MiB
 def test_workers_with_less_memory_than_the_order_lines_build_the_same_set(tmp_path: Path) -> None:
     """2 M order lines take 540 MiB in one process; two workers limited to 400 MiB each build the same set from
     the parts they read, none of them above its limit (sampled every 20 ms) and none restarted."""
-    import threading
-
-    import psutil
     from distributed import Client, LocalCluster
 
     from features.spec import GeneratorSpec
@@ -174,23 +171,8 @@ def test_workers_with_less_memory_than_the_order_lines_build_the_same_set(tmp_pa
         Client(lc) as client,
     ):
         pids = client.run(os.getpid)
-        peak = dict.fromkeys(pids.values(), 0)
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                for pid in peak:
-                    with __import__("contextlib").suppress(psutil.NoSuchProcess):
-                        peak[pid] = max(peak[pid], psutil.Process(pid).memory_info().rss)
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with worker_memory(client) as peak:
             on_cluster = build_churn_set(load_dataset(spec, defer_parted=True), client=client)
-        finally:
-            done.set()
-            sampler.join()
         assert client.run(os.getpid) == pids  # no worker was killed and restarted
     assert 0 < max(peak.values()) < MEMORY_LIMIT, {pid: v / 2**20 for pid, v in peak.items()}
     _same(one.frame, on_cluster.frame)
