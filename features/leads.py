@@ -20,12 +20,13 @@ history, the activities, the lookups), with no global state, so it can be mapped
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from features.distributed import customer_buckets, map_partitions, n_workers
 from features.errors import SalesmlError
 from features.lead_context import (
     DECISION_TIME,
@@ -57,6 +58,7 @@ __all__ = [
     "build_lead_set",
     "data_end",
     "leads_as_of",
+    "lead_exclusions",
     "lead_features",
     "outcome_labels",
     "rate_keys",
@@ -238,6 +240,7 @@ def lead_features(
     lookups: Dataset | None = None,
     options: LeadSetOptions | None = None,
     known: KnownContext | None = None,
+    excluded: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
     """Features of one partition of leads as of each lead's decision time.
 
@@ -258,6 +261,9 @@ def lead_features(
             ``history`` / ``activities`` and of the partition's own rows in time order (row-ordered data:
             each row as the single next row after the data, ignoring the partition's other rows, so a new
             lead's features do not depend on the rest of its batch or its order). ``None``: training.
+        excluded: the columns left out and why, decided on the whole table (:func:`lead_exclusions`; an
+            identifier-like column is one over the whole table, not over one partition); default: decided on
+            ``partition``.
 
     Returns:
         ``(frame, numeric, categorical, excluded)``: the frame holds ``lead_id``, ``decision_time``, ``label``
@@ -269,7 +275,9 @@ def lead_features(
         frame = join_lookups(frame, lookups)
     frame[LABEL] = outcome_labels(frame[OUTCOME])
     frame[DECISION_TIME] = _decision_times(frame, time_kind=time_kind, decision_at=decision_at, as_of=as_of)
-    excluded = _excluded_columns(table, frame, options.identifier_share)
+    excluded = (
+        dict(excluded) if excluded is not None else _excluded_columns(table, frame, options.identifier_share)
+    )
 
     extra: list[pd.DataFrame] = []
     if time_kind == "datetime":
@@ -347,8 +355,34 @@ def rate_keys(dataset: Dataset, frame_columns: Iterable[str]) -> list[str]:
     return keys
 
 
+def lead_exclusions(
+    leads: pd.DataFrame, table: TableSpec, dataset: Dataset, options: LeadSetOptions | None = None
+) -> dict[str, str]:
+    """The columns :func:`lead_features` leaves out of the whole leads table (role columns, post-outcome ones,
+    dates, identifier-like text), and why."""
+    options = options or LeadSetOptions()
+    return _excluded_columns(table, join_lookups(leads, dataset), options.identifier_share)
+
+
+def _lookups_only(dataset: Dataset) -> Dataset:
+    """The data set with only its lookup tables (what :func:`lead_features` joins), light to send to workers."""
+    lookups = {n: t for n, t in dataset.tables.items() if dataset.spec.tables[n].role is Role.lookup}
+    return replace(dataset, tables=lookups)
+
+
+def _lead_partition(
+    leads: pd.DataFrame, activities: pd.DataFrame | None, **how: Any
+) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
+    return lead_features(leads, activities=activities, **how)
+
+
 def build_lead_set(
-    dataset: Dataset, *, options: LeadSetOptions | None = None, as_of: pd.Timestamp | None = None
+    dataset: Dataset,
+    *,
+    options: LeadSetOptions | None = None,
+    as_of: pd.Timestamp | None = None,
+    n_partitions: int = 1,
+    client: Any | None = None,
 ) -> LeadSet:
     """Every lead of a data set as of its decision time (closed ones labelled, open ones as of ``as_of``).
 
@@ -356,6 +390,11 @@ def build_lead_set(
         dataset: a loaded data set with a leads table.
         options: build options.
         as_of: the moment open leads are featurised at; the end of the data when omitted.
+        n_partitions: split dated leads into this many hash partitions (each with its own activities; the
+            closed leads' history, for the win rates, whole) and build each on its own: the same set.
+        client: a ``distributed.Client``: the partitions are built on its workers (four per worker unless
+            ``n_partitions`` says more). Row-ordered leads are one sequence (each row's context is the rows
+            before it) and are built in one partition.
 
     Returns:
         The :class:`LeadSet`.
@@ -386,19 +425,43 @@ def build_lead_set(
         types = sorted(activities["type"].dropna().astype(str).unique())
         if CLOSED_AT in leads.columns:
             timing = _activity_timing(leads, activities)
-    frame, numeric, categorical, excluded = lead_features(
-        partition,
-        table,
-        time_kind=time_kind,
-        decision_at=decision_at,
-        as_of=as_of,
-        history=history,
-        rate_keys=rate_keys(dataset, joined_cols),
-        activities=activities if time_kind == "datetime" else None,
-        activity_types=types,
-        lookups=dataset,
-        options=options,
-    )
+    how = {
+        "table": table,
+        "time_kind": time_kind,
+        "decision_at": decision_at,
+        "as_of": as_of,
+        "history": history,
+        "rate_keys": rate_keys(dataset, joined_cols),
+        "activity_types": types,
+        "lookups": _lookups_only(dataset),
+        "options": options,
+    }
+    if client is not None:
+        n_partitions = max(n_partitions, 4 * n_workers(client))
+    if time_kind != "datetime" or n_partitions <= 1:
+        frame, numeric, categorical, excluded = lead_features(
+            partition, activities=activities if time_kind == "datetime" else None, **how
+        )
+    else:
+        excluded = lead_exclusions(partition, table, dataset, options)
+        in_part = customer_buckets(partition[LEAD_ID], n_partitions)
+        acts = customer_buckets(activities[ENTITY_ID], n_partitions) if activities is not None else None
+        inputs = [
+            (partition[in_part == p], None if activities is None else activities[acts == p])
+            for p in range(n_partitions)
+        ]
+        parts = map_partitions(client, _lead_partition, inputs, excluded=excluded, **how)
+        parts = [part for part in parts if len(part[0])] or parts[:1]
+        numeric, categorical, excluded = parts[0][1], parts[0][2], parts[0][3]
+        for _, num, cat, _ in parts[1:]:
+            if (num, cat) != (numeric, categorical):  # a column typed differently in two partitions
+                raise SalesmlError(
+                    f"table {name!r}: the lead partitions disagree on their feature columns ({num + cat} vs "
+                    f"{numeric + categorical}); build the lead set in one process"
+                )
+        frame = pd.concat([part[0] for part in parts], ignore_index=True)
+        position = pd.Index(partition[LEAD_ID]).get_indexer(frame[LEAD_ID])
+        frame = frame.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)  # the leads' order
     labels = frame[LABEL].dropna()
     if labels.nunique() < 2:
         raise SalesmlError(

@@ -141,10 +141,12 @@ def _scan(
     last_any = kept[TIME].max()
     if as_of is not None:
         kept = kept[kept[TIME] < as_of + pd.Timedelta(days=1)]
-    text = tuple(c for c in kept.columns if kept[c].dtype == object)
-    kept = kept.astype(dict.fromkeys(text, "string[pyarrow]"))  # compact while the pieces wait on the worker
     bucket = customer_buckets(kept[CUSTOMER_ID], n_buckets)
-    pieces = [kept[bucket == p].reset_index(drop=True) for p in range(n_buckets)]
+    order = np.argsort(bucket, kind="stable")  # each bucket's rows together, in the part's order
+    edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+    text = tuple(c for c in kept.columns if kept[c].dtype == object)
+    kept = kept.take(order).astype(dict.fromkeys(text, "string[pyarrow]"))  # compact while they wait
+    pieces = [kept.iloc[edges[p] : edges[p + 1]].reset_index(drop=True) for p in range(n_buckets)]
     first = kept[TIME].min() if len(kept) else None
     last = kept[TIME].max() if len(kept) else None
     return _PartInfo(len(kept), first, last, last_any, text, []), hashes, pieces

@@ -137,6 +137,7 @@ def train_leads(
     n_jobs: int | None = None,
     blend: bool = True,
     as_of: str | pd.Timestamp | None = None,
+    client: Any | None = None,
 ) -> LeadTraining:
     """Build the lead set, audit it, and train the calibrated classifier with grades A-D.
 
@@ -151,13 +152,14 @@ def train_leads(
     ``blend``: let the trainer choose a LightGBM + logistic regression blend on the calibration slice
     (``TrainConfig.blend_shares``); ``False``: LightGBM alone. ``as_of`` (``YYYY-MM-DD``): train on the data as
     it stood at the end of that day (:func:`features.leads.leads_as_of`), open leads scored as of it.
+    ``client``: a ``distributed.Client``; the lead set is built per partition of leads on its workers
+    (:func:`features.leads.build_lead_set`), the same set.
     """
     day = parse_as_of(as_of)
     if day is not None:
         dataset = leads_as_of(dataset, day)
-    lead_set = build_lead_set(
-        dataset, options=options
-    )  # open leads as of the last event on or before the day
+    # open leads as of the last event on or before the day
+    lead_set = build_lead_set(dataset, options=options, client=client)
     _, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
     keep = [*table.keep_despite_audit, *keep_despite_audit]
     audit = audit_leads(lead_set, keep_despite_audit=keep)

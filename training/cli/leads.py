@@ -52,16 +52,27 @@ def train_leads_command(
         help="Train on the data as it stood at the end of this day (YYYY-MM-DD): later leads left out, leads "
         "decided later open again. Default: the end of the data.",
     ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Build the lead set on Dask, a partition of leads per task: 'local' (a LocalCluster on this "
+        "machine) or a scheduler address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this "
+        "process.",
+    ),
 ) -> None:
     """Train lead / deal scoring: leakage audit, calibrated LightGBM, grades A-D; register as lead_score.<data set>."""
     from features.churn_checks import parse_as_of
+    from features.distributed import scheduler_client
     from training.classifier import decision_report
     from training.products import product
 
     parse_as_of(as_of)  # a bad date fails before the data is read
     leads = product("lead_score")
     ds = load_dataset(dataset)
-    training = leads.train(ds, n_trials=trials, timeout_s=timeout, random_state=seed, as_of=as_of)
+    with scheduler_client(scheduler) as client:
+        training = leads.train(
+            ds, n_trials=trials, timeout_s=timeout, random_state=seed, as_of=as_of, client=client
+        )
     _out.print(audit_table_rich(training.audit, title=f"leakage audit: {ds.name}"))
     _out.print(_metrics_table(training.metrics))
     _out.print(training.result.bands_test.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -1,4 +1,4 @@
-"""The churn training set on a real Dask cluster: the same rows and values as in one process, on a LocalCluster
+"""The churn and lead training sets on a real Dask cluster: the same rows and values as in one process, on a LocalCluster
 and on a scheduler and workers started as separate processes (the way a user runs them), from order lines held
 in this process or read part by part by the workers themselves (a folder of Parquet parts), with the same rules
 checked; a worker killed during a build is retried or, when it keeps dying, a clear error.
@@ -21,6 +21,7 @@ import yaml
 from features.churn import build_churn_set
 from features.distributed import map_partitions, scheduler_client, worker_memory
 from features.errors import SalesmlError
+from features.leads import build_lead_set
 from features.load import DataValidationError, load_dataset
 from tests.conftest import BIN, REPO, requires_shared, run_cli
 from tests.service.conftest import free_port
@@ -142,6 +143,26 @@ def test_broken_parts_give_the_one_process_message(parted_spec: Path, cluster, t
     assert len(lines) == 4  # not a number, so empty; the repeated line; the unknown product
     assert "column 'amount' (source column 'amount'): not a number [3 row(s)]" in message
     assert "duplicate key ['order_id', 'line'] [2 row(s)]" in message and "['ZZ9'] not found" in message
+
+
+def _same_leads(dataset_name: str | Path, client) -> None:
+    ds = load_dataset(dataset_name)
+    one = build_lead_set(ds)
+    for many in (build_lead_set(ds, client=client), build_lead_set(ds, n_partitions=3)):
+        pd.testing.assert_frame_equal(one.frame, many.frame, check_exact=True)  # the same order too
+        assert (many.numeric, many.categorical, many.excluded) == (one.numeric, one.categorical, one.excluded)
+
+
+def test_the_synthetic_lead_set_is_the_same_built_per_partition_of_leads(
+    small_synthetic_spec: Path, cluster
+) -> None:
+    _same_leads(small_synthetic_spec, cluster)  # dated leads with activities, win rates over all history
+
+
+@requires_shared()
+def test_the_crm_and_bank_marketing_lead_sets_are_the_same_on_a_local_cluster(cluster) -> None:
+    _same_leads("crm", cluster)  # dated deals, lookups (agent -> manager), an identifier-like column left out
+    _same_leads("bank-marketing", cluster)  # rows in time order: one sequence, built as one partition
 
 
 MEMORY_LIMIT = 400 * 2**20  # per worker; a worker alone is about 145 MiB
@@ -272,6 +293,20 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "registered churn_risk.synthetic v1" in result.stdout
+        leads = run_cli(
+            "train",
+            "leads",
+            "--dataset",
+            str(small_synthetic_spec),
+            "--trials",
+            "2",
+            "--scheduler",
+            address,
+            env={"SALESML_HOME": str(home)},
+            timeout=600,
+        )
+        assert leads.returncode == 0, leads.stdout[-2000:] + leads.stderr[-3000:]
+        assert "registered lead_score.synthetic v1" in leads.stdout
         bad = run_cli(
             "train",
             "churn",
