@@ -10,8 +10,9 @@ in parts of ``--lines-per-part``; cached under ``$SALESML_HOME/data/scale``; the
 happens). Then, each in a fresh process of its own (so each peak memory is that run's):
 
 * ``single``: ``load_dataset`` (every part read into this process) and ``build_churn_set`` (``--cutoffs``
-  labelled monthly cutoffs + the scoring cutoff); only for sizes up to ``--single-max`` lines (50 M lines need
-  about 25 GiB in one process, more than the machine has);
+  labelled monthly cutoffs + the scoring cutoff); only for sizes up to ``--single-max`` lines (one process
+  peaks at 3.6 GiB for 10 M lines, so about 18 GiB for 50 M: too close to the 24 GiB machine to run beside
+  anything);
 * ``cluster``: ``LocalCluster(n_workers=--workers, threads_per_worker=1, memory_limit=--memory-limit)``, started
   first and timed apart, then ``load_dataset(defer_parted=True)`` (only the parts' footers read here) and
   ``build_churn_set(client=...)``: the workers read, check and split the parts by customer and build the

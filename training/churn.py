@@ -41,6 +41,7 @@ from features.churn_columns import (
     with_cutoff_ranks,
 )
 from features.churn_snapshot import write_churn_snapshot
+from features.distributed import customer_buckets, map_partitions, n_workers
 from features.errors import SalesmlError
 from features.load import Dataset
 from features.spec import CUSTOMER_ID
@@ -369,10 +370,13 @@ def scoring_churn_set(
     *,
     horizon_days: int | None,
     as_of: str | pd.Timestamp | None = None,
+    client: Any | None = None,
 ) -> ChurnSet:
     """The churn set at the last cutoff (``as_of``) with every column family ``scoring`` uses (BG/NBD, the
-    within-cutoff ranks): the rows :func:`score_churn` scores and ``salesml monitor`` checks."""
-    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of)
+    within-cutoff ranks): the rows :func:`score_churn` scores and ``salesml monitor`` checks. ``client``: built on
+    a Dask cluster (:func:`features.churn.build_churn_set`); the column families, fitted over the whole cutoff,
+    are added here."""
+    churn_set = build_churn_set(dataset, horizon_days=horizon_days, n_cutoffs=1, as_of=as_of, client=client)
     if any(c in scoring.features for c in BGNBD_COLUMNS):
         churn_set = with_bgnbd(churn_set)
     if any(c.endswith(RANK_SUFFIX) for c in scoring.features):
@@ -389,12 +393,15 @@ def score_churn(
     as_of: str | None = None,
     horizon_days: int | None = None,
     write_snapshot: bool = True,
+    client: Any | None = None,
 ) -> pd.DataFrame:
     """Score every customer active at the last cutoff (snapshot data: every customer) with a registered model
     (``scoring``, version ``version``, from :func:`training.products.load_model`).
 
     The feature rows are also written to the serving snapshot (``features.churn_snapshot``). The horizon is the
-    model's (``trained_horizon``); a different ``horizon_days`` is refused.
+    model's (``trained_horizon``); a different ``horizon_days`` is refused. ``client``: the features are built on
+    a Dask cluster and the rows scored there, a partition of customers per task (the model sent once to each
+    worker); the same scores, in the same order.
     """
     if horizon_days is not None and trained_horizon is not None and horizon_days != trained_horizon:
         raise SalesmlError(
@@ -402,14 +409,20 @@ def score_churn(
             f"--horizon-days {horizon_days} does not match (retrain with that horizon, or leave it out)"
         )
     horizon_days = horizon_days or trained_horizon
-    churn_set = scoring_churn_set(dataset, scoring, horizon_days=horizon_days, as_of=as_of)
+    churn_set = scoring_churn_set(dataset, scoring, horizon_days=horizon_days, as_of=as_of, client=client)
     rows = churn_set.to_score()
     if write_snapshot:
         write_churn_snapshot(churn_set, spec_fingerprint=dataset.spec.fingerprint())
-    return churn_output(
-        rows,
-        scoring.predict(rows),
-        dataset=dataset.name,
-        model_version=version,
-        horizon_days=churn_set.horizon_days,
-    )
+    how = {"dataset": dataset.name, "model_version": version, "horizon_days": churn_set.horizon_days}
+    if client is None:
+        return _scored(rows, scoring, **how)
+    part = customer_buckets(rows[CUSTOMER_ID], 4 * n_workers(client))
+    where = [np.flatnonzero(part == p) for p in range(int(part.max(initial=0)) + 1)]
+    model = client.scatter(scoring, broadcast=True)
+    scored = map_partitions(client, _scored, [(rows.iloc[i],) for i in where], scoring=model, **how)
+    out = pd.concat(scored, ignore_index=True)
+    return out.iloc[np.argsort(np.concatenate(where), kind="stable")].reset_index(drop=True)
+
+
+def _scored(rows: pd.DataFrame, scoring: ScoringModel, **how: Any) -> pd.DataFrame:
+    return churn_output(rows, scoring.predict(rows), **how)

@@ -4,13 +4,15 @@
 file goes, a parent that is a file, a location that cannot be written) before a command trains or scores, so a
 bad ``--out`` costs nothing. ``staged`` writes frames to hidden temporary files beside their targets and moves
 them into place only when every one is written (and the caller's block, e.g. a database upsert, succeeded); on
-any failure the temporary files are removed and an existing file at the target is left as it was.
+any failure the temporary files are removed and an existing file at the target is left as it was. A target
+without a suffix is a folder of Parquet parts (:func:`write_parts`), staged and swapped in the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +22,17 @@ import pandas as pd
 
 from features.errors import SalesmlError
 
-__all__ = ["check_out_file", "check_out_folder", "staged", "write_frame"]
+__all__ = [
+    "PART_GLOB",
+    "check_out_file",
+    "check_out_folder",
+    "check_out_parts",
+    "staged",
+    "write_frame",
+    "write_parts",
+]
+
+PART_GLOB = "part-*.parquet"
 
 
 def _writable_ancestor(path: Path, option: str) -> None:
@@ -65,6 +77,49 @@ def check_out_folder(out: str | Path, files: tuple[str, ...], option: str = "--o
     return folder
 
 
+def check_out_parts(out: Path, option: str = "--out") -> Path:
+    """``out`` as a folder of Parquet parts to (re)write: a new folder, or one that holds only such parts."""
+    if out.exists() and not out.is_dir():
+        raise SalesmlError(f"{option} {out} is a file; a name without a suffix is a folder of Parquet parts")
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if not p.match(PART_GLOB))
+        if other:
+            raise SalesmlError(
+                f"{option} {out} holds other files ({', '.join(other[:3])}); a folder of score parts is replaced "
+                "whole, so give a new folder or one with only part-*.parquet files"
+            )
+    _writable_ancestor(out / "part-00000.parquet", option)
+    return out
+
+
+def write_parts(
+    frame: pd.DataFrame, folder: Path, by: str = "customer_id", n_parts: int | None = None
+) -> None:
+    """``frame`` as ``folder/part-00000.parquet`` ...: rows hashed on ``by`` into ``n_parts`` parts (default: 4,
+    more to keep a part under about 500,000 rows; one entity's rows in one part; an empty part is not written)."""
+    from features.distributed import customer_buckets
+
+    n_parts = n_parts or max(4, -(-len(frame) // 500_000))
+    folder.mkdir()
+    part = customer_buckets(frame[by], n_parts) if len(frame) else []
+    for p in range(n_parts):
+        rows = frame[part == p]
+        if len(rows):
+            rows.to_parquet(folder / f"part-{p:05d}.parquet", index=False)
+
+
+def _swap(temp: Path, path: Path) -> None:
+    """Put the staged ``temp`` at ``path`` (a file replaced at once; a folder: the old one moved aside first)."""
+    if not temp.is_dir():
+        os.replace(temp, path)
+        return
+    old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(temp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` by its suffix (.parquet or .csv)."""
     if path.suffix == ".parquet":
@@ -79,9 +134,10 @@ def staged(
     option: str = "--out",
     writer: Callable[[pd.DataFrame, Path], None] = write_frame,
 ) -> Iterator[None]:
-    """Write every frame to a temporary file beside its target; on leaving the block without an error, move them
-    all into place. Any error (writing, or raised in the block) removes the temporary files and keeps whatever
-    was at the targets before."""
+    """Write every frame to a temporary file beside its target (a target without a suffix: a temporary folder of
+    Parquet parts, :func:`write_parts`); on leaving the block without an error, move them all into place. Any
+    error (writing, or raised in the block) removes the temporary files and keeps whatever was at the targets
+    before."""
     temps: dict[Path, Path] = {}
     try:
         for path, frame in targets.items():
@@ -91,14 +147,17 @@ def staged(
                 f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
             )
             try:
-                writer(frame, temps[path])
+                (writer if path.suffix else write_parts)(frame, temps[path])  # no suffix: a folder
             except OSError as err:
                 raise SalesmlError(
                     f"could not write {option} {path}: {err.strerror or err}; nothing was written"
                 ) from err
         yield
         for path, temp in temps.items():
-            os.replace(temp, path)
+            _swap(temp, path)
     finally:
         for temp in temps.values():
-            temp.unlink(missing_ok=True)
+            if temp.is_dir():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)

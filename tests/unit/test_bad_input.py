@@ -22,7 +22,7 @@ from features.lead_records import leads_from_records
 from features.load import DataValidationError, load_dataset
 from features.spec import SpecError, TableSpec, load_spec
 from training.classifier import ClassifierData, TrainConfig, train_classifier
-from training.outputs import check_out_file, check_out_folder, staged
+from training.outputs import check_out_file, check_out_folder, check_out_parts, staged
 
 
 @pytest.mark.parametrize(
@@ -109,6 +109,29 @@ def test_staged_writes_all_files_or_none_and_keeps_what_was_there(tmp_path: Path
     with staged({other: frame, old: frame}):
         pass
     assert pd.read_csv(old)["id"].tolist() == ["new"] and pd.read_parquet(other)["id"].tolist() == ["new"]
+
+
+def test_a_folder_of_score_parts_is_replaced_whole_or_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "scores"
+    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(50)], "probability": range(50)})
+    with staged({folder: frame}):
+        pass
+    parts = sorted(p.name for p in folder.iterdir())
+    assert len(parts) == 4 and all(p.startswith("part-") for p in parts)  # a customer's row in one part
+    back = pd.concat(pd.read_parquet(folder / p) for p in parts)
+    assert sorted(back["customer_id"]) == sorted(frame["customer_id"])
+    with pytest.raises(RuntimeError, match="upsert failed"), staged({folder: frame.head(3)}):
+        raise RuntimeError("upsert failed")
+    assert sorted(p.name for p in folder.iterdir()) == parts  # the old parts, untouched
+    with staged({folder: frame.head(3)}):
+        pass
+    assert sum(len(pd.read_parquet(p)) for p in folder.iterdir()) == 3  # replaced whole, no stale part
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores"]  # nothing staged is left behind
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(SalesmlError, match="holds other files \\(notes.txt\\)"):
+        check_out_parts(folder)
+    with pytest.raises(SalesmlError, match="is a file"):
+        check_out_parts(folder / "notes.txt")
 
 
 # --- data sources and specs ----------------------------------------------------------------------------------

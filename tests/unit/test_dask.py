@@ -279,11 +279,12 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
             ds = load_dataset(small_synthetic_spec)
             _same(build_churn_set(ds).frame, build_churn_set(ds, client=client).frame)
         home = tmp_path / "home"
+        parted = _parted_copy(small_synthetic_spec, tmp_path / "parted")
         result = run_cli(
             "train",
             "churn",
             "--dataset",
-            str(_parted_copy(small_synthetic_spec, tmp_path / "parted")),  # the workers read the order parts
+            str(parted),  # the workers read the order parts
             "--trials",
             "2",
             "--scheduler",
@@ -293,6 +294,27 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
         )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "registered churn_risk.synthetic v1" in result.stdout
+        scored = {}
+        for out, on in ((tmp_path / "one.parquet", ()), (tmp_path / "scores", ("--scheduler", address))):
+            score = run_cli(
+                "score",
+                "churn",
+                "--dataset",
+                str(parted),
+                "--version",
+                "1",
+                "--out",
+                str(out),
+                *on,
+                env={"SALESML_HOME": str(home)},
+                timeout=600,
+            )
+            assert score.returncode == 0, score.stdout[-2000:] + score.stderr[-3000:]
+            files = sorted(out.glob("part-*.parquet")) if out.is_dir() else [out]
+            scored[out.name] = pd.concat(pd.read_parquet(f) for f in files)
+        assert len(list((tmp_path / "scores").iterdir())) == 4  # partitioned by customer
+        by_id = [frame.sort_values("customer_id").reset_index(drop=True) for frame in scored.values()]
+        pd.testing.assert_frame_equal(*by_id, check_exact=True)  # the same scores, reasons and values
         leads = run_cli(
             "train",
             "leads",

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from features.errors import SalesmlError
 from training import score_columns as sc
-from training.outputs import check_out_file, staged
+from training.outputs import check_out_file, check_out_parts, staged
 
 __all__ = ["score_app", "score_churn_cmd", "train_app", "train_churn_cmd"]
 
@@ -117,7 +117,11 @@ def score_churn_cmd(
     dataset: Annotated[str, typer.Option("--dataset", help="Built-in data set name or path to a spec YAML.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output file (.parquet or .csv): one row per active customer."),
+        typer.Option(
+            "--out",
+            help="Output file (.parquet or .csv): one row per active customer; a name without a suffix is a folder "
+            "of Parquet parts (part-00000.parquet, ..., a customer's row in one part), replaced whole.",
+        ),
     ] = None,
     to_sql: Annotated[
         str | None,
@@ -146,8 +150,15 @@ def score_churn_cmd(
             "scored.",
         ),
     ] = None,
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="Build the features and score on Dask, a partition of customers per task: 'local' or a scheduler "
+        "address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process.",
+    ),
 ) -> None:
     """Score every customer active at the last cutoff: probability within H days, band, reasons, value at risk."""
+    from features.distributed import scheduler_client
     from features.load import load_dataset
     from training.churn import TIERS, score_churn
     from training.products import load_model
@@ -160,29 +171,35 @@ def score_churn_cmd(
         raise SalesmlError(
             "--as-of applies to the data set's customers; rows from --input carry their features"
         )
-    if out is not None:
-        check_out_file(out, (".parquet", ".csv"))
-    ds = load_dataset(dataset)
-    # An unreadable --input fails before the model is loaded.
-    rows = _read_rows(input_file) if input_file is not None else None
-    loaded = load_model("churn_risk", ds.name, version=version)
-    trained_horizon = int(loaded.params.get("horizon_days") or 0) or None
-    if rows is not None:
-        if horizon_days is not None and horizon_days != trained_horizon:
-            raise SalesmlError(
-                f"{loaded.name} v{loaded.version} predicts churn within {trained_horizon} days; "
-                f"--horizon-days {horizon_days} does not match (leave it out)"
-            )
-        scores = _score_input(rows, ds, loaded, input_file)  # type: ignore[arg-type]
-    else:
-        scores = score_churn(
-            ds,
-            loaded.model,
-            version=loaded.version,
-            trained_horizon=trained_horizon,
-            as_of=as_of,
-            horizon_days=_horizon(horizon_days),
+    if input_file is not None and scheduler:
+        raise SalesmlError(
+            "--scheduler applies to the data set's customers; rows from --input are scored in this process"
         )
+    if out is not None:
+        check_out_file(out, (".parquet", ".csv")) if out.suffix else check_out_parts(out)
+    # An unreadable --input fails before the data is read; its rows are scored in this process.
+    rows = _read_rows(input_file) if input_file is not None else None
+    with scheduler_client(scheduler) as client:
+        ds = load_dataset(dataset, defer_parted=client is not None)
+        loaded = load_model("churn_risk", ds.name, version=version)
+        trained_horizon = int(loaded.params.get("horizon_days") or 0) or None
+        if rows is not None:
+            if horizon_days is not None and horizon_days != trained_horizon:
+                raise SalesmlError(
+                    f"{loaded.name} v{loaded.version} predicts churn within {trained_horizon} days; "
+                    f"--horizon-days {horizon_days} does not match (leave it out)"
+                )
+            scores = _score_input(rows, ds, loaded, input_file)  # type: ignore[arg-type]
+        else:
+            scores = score_churn(
+                ds,
+                loaded.model,
+                version=loaded.version,
+                trained_horizon=trained_horizon,
+                as_of=as_of,
+                horizon_days=_horizon(horizon_days),
+                client=client,
+            )
     # The file is staged first and moved into place only after the upsert committed: both or neither.
     with staged({} if out is None else {out: scores}):
         if to_sql is not None:
