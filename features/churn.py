@@ -37,7 +37,7 @@ from features.churn_history import (
     churn_labels,
     churn_partition,
 )
-from features.distributed import customer_buckets, gather, map_partitions, n_workers
+from features.distributed import entity_buckets, gather, map_partitions, n_workers
 from features.load import Dataset, join_lookups
 from features.spec import AMOUNT, CHURN_LABEL, CUSTOMER_ID, PRODUCT_ID, QUANTITY, TIME, Role
 
@@ -260,7 +260,7 @@ def _in_process(
     if client is not None:
         n_partitions = max(n_partitions, 4 * n_workers(client))
     inputs = []
-    part_of = customer_buckets(tx[CUSTOMER_ID], n_partitions)
+    part_of = entity_buckets(tx[CUSTOMER_ID], n_partitions)
     for p in range(n_partitions):
         tx_p = tx[part_of == p] if n_partitions > 1 else tx
         cust_p = customers
@@ -305,7 +305,7 @@ def _on_cluster(
     )
     cutoffs = [*label_cutoffs, score_cutoff]
     n = len(shuffled.pieces)
-    cust_of = None if customers is None else customer_buckets(customers[CUSTOMER_ID], n)
+    cust_of = None if customers is None else entity_buckets(customers[CUSTOMER_ID], n)
     shared = client.scatter(lookup, broadcast=True) if lookup is not None else None
     futures = []
     for p, pieces in enumerate(shuffled.pieces):

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,17 @@ from features.errors import SalesmlError
 
 __all__ = [
     "ENV",
-    "customer_buckets",
+    "entity_buckets",
     "gather",
     "map_partitions",
+    "current_client",
     "n_workers",
     "scheduler_client",
+    "using",
     "worker_memory",
 ]
+
+_CLIENT: ContextVar[Any | None] = ContextVar("salesml_dask_client", default=None)
 
 ENV = "SALESML_DASK_SCHEDULER"
 
@@ -77,6 +82,22 @@ def scheduler_client(value: str | None = None) -> Iterator[Any | None]:
         ) from None
     with client:
         yield client
+
+
+@contextmanager
+def using(client: Any | None) -> Iterator[Any | None]:
+    """Within the block, steps that take no client argument (the forecast's statistical baselines, deep inside a
+    backtest) run on ``client`` (:func:`current_client`); ``None`` keeps them in this process."""
+    token = _CLIENT.set(client)
+    try:
+        yield client
+    finally:
+        _CLIENT.reset(token)
+
+
+def current_client() -> Any | None:
+    """The client of the innermost :func:`using` block, or None."""
+    return _CLIENT.get()
 
 
 def map_partitions(
@@ -127,9 +148,10 @@ def n_workers(client: Any) -> int:
     return max(len(client.scheduler_info().get("workers", {})), 1)
 
 
-def customer_buckets(ids: pd.Series, n_buckets: int) -> np.ndarray:
-    """The partition (``0 .. n_buckets - 1``) of each row's entity id: a hash of its text, the same in every
-    process and for every part of a table, so one customer's rows always meet in one partition."""
+def entity_buckets(ids: pd.Series, n_buckets: int) -> np.ndarray:
+    """The partition (``0 .. n_buckets - 1``) of each row's entity id (a customer, a lead, a series): a hash of
+    its text, the same in every process and for every part of a table, so one entity's rows always meet in one
+    partition."""
     if n_buckets <= 1:
         return np.zeros(len(ids), np.int64)
     return (pd.util.hash_array(ids.astype(str).to_numpy()) % np.uint64(n_buckets)).astype(np.int64)

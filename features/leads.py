@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.distributed import customer_buckets, map_partitions, n_workers
+from features.distributed import entity_buckets, map_partitions, n_workers
 from features.errors import SalesmlError
 from features.lead_context import (
     DECISION_TIME,
@@ -444,8 +444,8 @@ def build_lead_set(
         )
     else:
         excluded = lead_exclusions(partition, table, dataset, options)
-        in_part = customer_buckets(partition[LEAD_ID], n_partitions)
-        acts = customer_buckets(activities[ENTITY_ID], n_partitions) if activities is not None else None
+        in_part = entity_buckets(partition[LEAD_ID], n_partitions)
+        acts = entity_buckets(activities[ENTITY_ID], n_partitions) if activities is not None else None
         inputs = [
             (partition[in_part == p], None if activities is None else activities[acts == p])
             for p in range(n_partitions)

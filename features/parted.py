@@ -9,7 +9,7 @@ workers do what :func:`~features.load.load_dataset` does in one process, one par
    spec ``where``, the rows of a missing lookup key are numbered before the filter, one process numbers them
    after it);
 2. keep the columns the pipeline asks for, events after ``as_of`` left out, and split them into ``n_buckets``
-   pieces by customer (:func:`~features.distributed.customer_buckets`): the pieces stay on the workers;
+   pieces by customer (:func:`~features.distributed.entity_buckets`): the pieces stay on the workers;
 3. the unique key, which spans every part, is checked on hashes of the key split the same way, and only hashes
    seen twice are looked at again (exactly, with the rows' values).
 
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.distributed import customer_buckets, gather, n_workers
+from features.distributed import entity_buckets, gather, n_workers
 from features.load import (
     Dataset,
     DataValidationError,
@@ -141,7 +141,7 @@ def _scan(
     last_any = kept[TIME].max()
     if as_of is not None:
         kept = kept[kept[TIME] < as_of + pd.Timedelta(days=1)]
-    bucket = customer_buckets(kept[CUSTOMER_ID], n_buckets)
+    bucket = entity_buckets(kept[CUSTOMER_ID], n_buckets)
     order = np.argsort(bucket, kind="stable")  # each bucket's rows together, in the part's order
     edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
     text = tuple(c for c in kept.columns if kept[c].dtype == object)

@@ -41,7 +41,7 @@ from features.churn_columns import (
     with_cutoff_ranks,
 )
 from features.churn_snapshot import write_churn_snapshot
-from features.distributed import customer_buckets, map_partitions, n_workers
+from features.distributed import entity_buckets, map_partitions, n_workers
 from features.errors import SalesmlError
 from features.load import Dataset
 from features.spec import CUSTOMER_ID
@@ -416,7 +416,7 @@ def score_churn(
     how = {"dataset": dataset.name, "model_version": version, "horizon_days": churn_set.horizon_days}
     if client is None:
         return _scored(rows, scoring, **how)
-    part = customer_buckets(rows[CUSTOMER_ID], 4 * n_workers(client))
+    part = entity_buckets(rows[CUSTOMER_ID], 4 * n_workers(client))
     where = [np.flatnonzero(part == p) for p in range(int(part.max(initial=0)) + 1)]
     model = client.scatter(scoring, broadcast=True)
     scored = map_partitions(client, _scored, [(rows.iloc[i],) for i in where], scoring=model, **how)

@@ -97,11 +97,11 @@ def write_parts(
 ) -> None:
     """``frame`` as ``folder/part-00000.parquet`` ...: rows hashed on ``by`` into ``n_parts`` parts (default: 4,
     more to keep a part under about 500,000 rows; one entity's rows in one part; an empty part is not written)."""
-    from features.distributed import customer_buckets
+    from features.distributed import entity_buckets
 
     n_parts = n_parts or max(4, -(-len(frame) // 500_000))
     folder.mkdir()
-    part = customer_buckets(frame[by], n_parts) if len(frame) else []
+    part = entity_buckets(frame[by], n_parts) if len(frame) else []
     for p in range(n_parts):
         rows = frame[part == p]
         if len(rows):

@@ -165,6 +165,28 @@ def test_the_crm_and_bank_marketing_lead_sets_are_the_same_on_a_local_cluster(cl
     _same_leads("bank-marketing", cluster)  # rows in time order: one sequence, built as one partition
 
 
+def test_the_statistical_baselines_are_the_same_fitted_per_partition_of_series(
+    small_synthetic_spec: Path, cluster
+) -> None:
+    from distributed import get_task_stream
+
+    from features.distributed import using
+    from features.series import build_series
+    from training.forecast.config import ForecastConfig
+    from training.forecast.models import stats_forecast
+
+    series = build_series(load_dataset(small_synthetic_spec))
+    train = series.truncate(series.end - pd.Timedelta(weeks=13))
+    names = ["SeasonalNaive", "Theta", "CrostonSBA", "TSB"]
+    one = stats_forecast(series, train, 13, ForecastConfig(), names)
+    with get_task_stream(cluster) as tasks, using(cluster):
+        many = stats_forecast(series, train, 13, ForecastConfig(), names)
+    assert sum("_stats_partition" in t["key"] for t in tasks.data) >= 4  # fitted on the workers
+    assert len(many) == len(one) == 13 * train["unique_id"].nunique()
+    one = one.sort_values(["unique_id", "ds"], ignore_index=True)
+    pd.testing.assert_frame_equal(one, many, check_exact=False, rtol=1e-6, atol=1e-6)
+
+
 MEMORY_LIMIT = 400 * 2**20  # per worker; a worker alone is about 145 MiB
 
 

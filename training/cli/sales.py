@@ -80,6 +80,17 @@ def parse_target(text: str) -> float:
     return value
 
 
+_Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Fit the statistical baselines on Dask, a partition of series per task: 'local' (a LocalCluster on "
+        "this machine) or a scheduler address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this "
+        "process. The series, the LightGBM model and the reconciliation stay in this process.",
+    ),
+]
+
+
 @backtest_app.command("sales")
 def backtest_sales(
     dataset: _Dataset,
@@ -92,8 +103,10 @@ def backtest_sales(
         ),
     ],
     fast: _Fast = False,
+    scheduler: _Scheduler = None,
 ) -> None:
     """Backtest the forecast on common calendar cutoffs (one quarter per window) against the baselines."""
+    from features.distributed import scheduler_client, using
     from training.outputs import check_out_folder
 
     resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
@@ -101,7 +114,8 @@ def backtest_sales(
     from training.forecast.report import summary_table, write_backtest
     from training.forecast.train import backtest_dataset
 
-    series, result = backtest_dataset(dataset, _config(fast), progress=_progress)
+    with scheduler_client(scheduler) as client, using(client):
+        series, result = backtest_dataset(dataset, _config(fast), progress=_progress)
     paths = write_backtest(result, out)
     cuts = ", ".join(str(c.date()) for c in result.cutoffs.evaluation)
     shown = result.metrics[~result.metrics["model"].str.contains("/", regex=False)]
@@ -129,19 +143,22 @@ def train_sales_cmd(
             "judges the forecast on what came after. Default: the end of the data.",
         ),
     ] = None,
+    scheduler: _Scheduler = None,
 ) -> None:
     """Backtest, refit on all data, log one MLflow run and register the model as 'sales_forecast.<data set>'."""
     resolve_spec_path(dataset)  # an unknown data set fails before the forecasting stack is imported
     from features.churn_checks import parse_as_of
 
     parse_as_of(as_of)  # and a bad --as-of before the data is read
+    from features.distributed import scheduler_client, using
     from features.load import load_dataset
     from training.forecast.report import summary_table
     from training.products import product
 
     sales = product("sales_forecast")
     ds = load_dataset(dataset)
-    training = sales.train(ds, config=_config(fast), as_of=as_of, progress=_progress)
+    with scheduler_client(scheduler) as client, using(client):
+        training = sales.train(ds, config=_config(fast), as_of=as_of, progress=_progress)
     _out.print(
         _table(summary_table(training.backtest, training.series.levels), _summary_title(training.backtest))
     )

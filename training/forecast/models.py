@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from features.distributed import current_client, entity_buckets, map_partitions, n_workers
 from features.series import HierarchicalSeries
 from training.forecast.config import LGBM, SEASONAL_NAIVE, ForecastConfig
 
@@ -180,23 +181,42 @@ def stats_forecast(
     """The statistical baselines ``names`` at every node, ``unique_id, ds, <name>...``.
 
     Seasonal naive needs one season of history and the seasonal models two; shorter histories use season 1.
+    Inside :func:`features.distributed.using` a Dask client, the series are hashed to partitions (four per
+    worker) and forecast there, one statsforecast per partition: the same numbers, since each series is fitted
+    on its own.
     """
-    from statsforecast import StatsForecast
-    from statsforecast.models import Naive
-
     n_train = train["ds"].nunique()
     season = series.season_length
     models = []
     for name in names:
         need = 1 if name == SEASONAL_NAIVE else 2
         models.append(_stats_model(name, season if n_train >= need * season else 1))
-    # Series too short for a model (tiny histories) fall back to the naive forecast.
+    df = train[["unique_id", "ds", "y"]]
+    client = current_client()
+    if (
+        client is not None
+    ):  # each series is fitted on its own: partitions of series on the workers, same numbers
+        part = entity_buckets(df["unique_id"], 4 * n_workers(client))
+        inputs = [(df[part == p],) for p in np.unique(part)]
+        outs = map_partitions(
+            client, _stats_partition, inputs, models=models, freq=series.freq, h=h, n_jobs=1
+        )
+        return pd.concat(outs, ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
     # Processes pay off on large panels (benchmarks/README.md, version traps: walmart's Theta on 2 processes).
     jobs = config.stats_n_jobs if train["unique_id"].nunique() >= 1000 else 1
-    sf = StatsForecast(models=models, freq=series.freq, n_jobs=jobs, fallback_model=Naive())
+    return _stats_partition(df, models=models, freq=series.freq, h=h, n_jobs=jobs)
+
+
+def _stats_partition(df: pd.DataFrame, *, models: list, freq: str, h: int, n_jobs: int) -> pd.DataFrame:
+    """statsforecast's forecast of the series in ``df``; a series too short for a model (tiny histories) falls
+    back to the naive forecast."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import Naive
+
+    sf = StatsForecast(models=models, freq=freq, n_jobs=n_jobs, fallback_model=Naive())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = sf.forecast(h=h, df=train[["unique_id", "ds", "y"]])
+        out = sf.forecast(h=h, df=df)
     return out.reset_index(drop=("unique_id" in out.columns))
 
 
