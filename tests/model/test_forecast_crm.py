@@ -14,7 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_backtest_crm_writes_contract(shared_data: Path, tmp_path: Path) -> None:
-    res = run_cli("backtest", "sales", "--dataset", "crm", "--out", str(tmp_path))
+    # With its statistical baselines fitted on a LocalCluster (the same numbers as in one process:
+    # tests/unit/test_dask.py); the train test below runs in one process.
+    res = run_cli("backtest", "sales", "--dataset", "crm", "--out", str(tmp_path), "--scheduler", "local")
     assert res.returncode == 0, res.stderr[-3000:]
     fc = pd.read_parquet(tmp_path / "forecasts.parquet")
     metrics = pd.read_csv(tmp_path / "metrics.csv")
