@@ -37,6 +37,7 @@ __all__ = [
     "PartedTable",
     "Violation",
     "canonical_table",
+    "check_levels",
     "join_lookups",
     "load_dataset",
     "lookup_keys",
@@ -434,6 +435,17 @@ def join_lookups(frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
 def sales_facts(dataset: Dataset) -> pd.DataFrame:
     """The transactions table joined with its lookups; every hierarchy level must be present and non-empty."""
     facts = join_lookups(dataset.require(Role.transactions, "sales forecasting"), dataset)
+    check_levels(facts, dataset)
+    return facts
+
+
+def check_levels(facts: pd.DataFrame, dataset: Dataset, rows: pd.Series | None = None) -> None:
+    """Every hierarchy level must be a column of the sales facts and never empty. ``rows``: the order lines
+    behind each row of facts summed on a cluster (the count of a broken rule is of lines, not of rows).
+
+    Raises:
+        DataValidationError: a level missing or empty.
+    """
     violations = []
     name = dataset.spec.table_of(Role.transactions)[0]  # type: ignore[index]
     for i, levels in enumerate(dataset.spec.hierarchies):
@@ -457,10 +469,9 @@ def sales_facts(dataset: Dataset) -> pd.DataFrame:
                         level,
                         None,
                         f"hierarchies[{i}] level is empty after joining the lookups",
-                        int(bad.sum()),
+                        int(bad.sum() if rows is None else rows[bad].sum()),
                         violation_examples(facts, bad, ["time", level]),
                     )
                 )
     if violations:
         raise DataValidationError(dataset.name, violations)
-    return facts

@@ -21,8 +21,9 @@ customer's rows in the order one process reads them).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,15 @@ from features.load import (
 from features.sources import read_parquet_part
 from features.spec import CUSTOMER_ID, TIME, DatasetSpec, TableSpec
 
-__all__ = ["ROWS_PER_PARTITION", "Shuffled", "merge_violations", "rows_per_partition", "shuffle_by_customer"]
+__all__ = [
+    "ROWS_PER_PARTITION",
+    "Shuffled",
+    "by_customer",
+    "merge_violations",
+    "read_parts",
+    "rows_per_partition",
+    "shuffle_by_customer",
+]
 
 # Order lines per customer partition, at most about (and at least 4 partitions per worker); fewer where the
 # workers' memory limit over BYTES_PER_ROW says so (rows_per_partition).
@@ -115,6 +124,15 @@ def _key_hashes(frame: pd.DataFrame, unique: list[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(frame[unique], index=False).to_numpy()
 
 
+def by_customer(kept: pd.DataFrame, n_buckets: int) -> list[pd.DataFrame]:
+    """A part's kept rows split into ``n_buckets`` pieces by customer, each in the part's order."""
+    bucket = entity_buckets(kept[CUSTOMER_ID], n_buckets)
+    order = np.argsort(bucket, kind="stable")  # each bucket's rows together, in the part's order
+    edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+    kept = kept.take(order)
+    return [kept.iloc[edges[p] : edges[p + 1]].reset_index(drop=True) for p in range(n_buckets)]
+
+
 def _scan(
     file: Path,
     base: Path,
@@ -125,31 +143,38 @@ def _scan(
     keys: dict[str, Any],
     columns: Sequence[str],
     as_of: pd.Timestamp | None,
-    n_buckets: int,
+    n_key_buckets: int,
+    split: Callable[[pd.DataFrame], list[pd.DataFrame]],
+    n_pieces: int,
 ) -> tuple[_PartInfo, list[np.ndarray], list[pd.DataFrame]]:
-    """One part on a worker: checked, its unique-key hashes and its kept rows split by bucket."""
+    """One part on a worker: checked, its unique-key hashes by bucket and its kept rows as ``split`` cuts them
+    (text as Arrow strings, compact while the pieces wait)."""
     frame, violations = _checked_part(file, base, offset, name, table, spec, keys, keep_index=True)
     unique = unique_key(table)
-    hashes: list[np.ndarray] = [np.empty(0, np.uint64)] * n_buckets
+    hashes: list[np.ndarray] = [np.empty(0, np.uint64)] * n_key_buckets
     if unique and not frame.empty and all(c in frame.columns for c in unique):
         h = _key_hashes(frame, unique)
-        bucket = (h % np.uint64(n_buckets)).astype(np.int64)
-        hashes = [h[bucket == p] for p in range(n_buckets)]
+        bucket = (h % np.uint64(n_key_buckets)).astype(np.int64)
+        hashes = [h[bucket == p] for p in range(n_key_buckets)]
     if violations or frame.empty:
-        return _PartInfo(0, None, None, None, (), violations), hashes, [pd.DataFrame()] * n_buckets
+        return _PartInfo(0, None, None, None, (), violations), hashes, [pd.DataFrame()] * n_pieces
     kept = frame[[c for c in columns if c in frame.columns]]
     last_any = kept[TIME].max()
     if as_of is not None:
         kept = kept[kept[TIME] < as_of + pd.Timedelta(days=1)]
-    bucket = entity_buckets(kept[CUSTOMER_ID], n_buckets)
-    order = np.argsort(bucket, kind="stable")  # each bucket's rows together, in the part's order
-    edges = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
-    text = tuple(c for c in kept.columns if kept[c].dtype == object)
-    kept = kept.take(order).astype(dict.fromkeys(text, "string[pyarrow]"))  # compact while they wait
-    pieces = [kept.iloc[edges[p] : edges[p + 1]].reset_index(drop=True) for p in range(n_buckets)]
     first = kept[TIME].min() if len(kept) else None
     last = kept[TIME].max() if len(kept) else None
+    pieces = split(kept)
+    text = tuple(dict.fromkeys(c for piece in pieces for c in piece.columns if piece[c].dtype == object))
+    pieces = [
+        piece.astype(dict.fromkeys([c for c in text if c in piece.columns], "string[pyarrow]"))
+        for piece in pieces
+    ]
     return _PartInfo(len(kept), first, last, last_any, text, []), hashes, pieces
+
+
+def _whole(kept: pd.DataFrame) -> list[pd.DataFrame]:
+    return [kept]
 
 
 def _pick(result: tuple[Any, ...], i: int, p: int | None = None) -> Any:
@@ -209,31 +234,46 @@ def shuffle_by_customer(
         SpecError: a part is not readable Parquet.
         SalesmlError: a worker kept dying.
     """
+    if n_buckets is None:
+        total = sum(dataset.parted[name].rows)
+        n_buckets = max(4 * n_workers(client), math.ceil(total / rows_per_partition(client)))
+    split = functools.partial(by_customer, n_buckets=n_buckets)
+    return read_parts(client, dataset, name, columns, as_of=as_of, split=split, n_pieces=n_buckets)
+
+
+def read_parts(
+    client: Any,
+    dataset: Dataset,
+    name: str,
+    columns: Sequence[str],
+    *,
+    as_of: pd.Timestamp | None = None,
+    split: Callable[[pd.DataFrame], list[pd.DataFrame]] | None = None,
+    n_pieces: int = 1,
+) -> Shuffled:
+    """Read and check the partitioned table ``name`` on the cluster, each part's kept rows cut by ``split``
+    into ``n_pieces`` pieces that stay on the workers (default: the part whole); ``pieces[p]`` lists piece ``p``
+    of every part.
+
+    Raises:
+        DataValidationError: the parts break the table's rules (one message for all of them).
+        SpecError: a part is not readable Parquet.
+        SalesmlError: a worker kept dying.
+    """
     parted: PartedTable = dataset.parted[name]
     table, spec = dataset.spec.tables[name], dataset.spec
-    total = sum(parted.rows)
-    if n_buckets is None:
-        n_buckets = max(4 * n_workers(client), math.ceil(total / rows_per_partition(client)))
+    n_key_buckets = 4 * n_workers(client)
     offsets = np.concatenate([[0], np.cumsum(parted.rows)[:-1]]).astype(int).tolist()
     keys = client.scatter(lookup_keys(spec, dataset.tables), broadcast=True)
     common = {"name": name, "table": table, "spec": spec, "keys": keys}
+    how = {"columns": list(columns), "as_of": as_of, "n_key_buckets": n_key_buckets, "n_pieces": n_pieces}
     scans = [
-        client.submit(
-            _scan,
-            f,
-            parted.base,
-            off,
-            columns=list(columns),
-            as_of=as_of,
-            n_buckets=n_buckets,
-            **common,
-            pure=False,
-        )
+        client.submit(_scan, f, parted.base, off, split=split or _whole, **how, **common, pure=False)
         for f, off in zip(parted.files, offsets, strict=True)
     ]
     infos = [client.submit(_pick, s, 0) for s in scans]
-    hashes = [[client.submit(_pick, s, 1, p) for s in scans] for p in range(n_buckets)]
-    pieces = [[client.submit(_pick, s, 2, p) for s in scans] for p in range(n_buckets)]
+    hashes = [[client.submit(_pick, s, 1, p) for s in scans] for p in range(n_key_buckets)]
+    pieces = [[client.submit(_pick, s, 2, p) for s in scans] for p in range(n_pieces)]
     del scans  # the pieces keep what they need; each part's whole result is let go
     seen = [client.submit(_seen_twice, *bucket) for bucket in hashes]
     parts: list[_PartInfo] = gather(client, infos)

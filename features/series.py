@@ -16,13 +16,16 @@ Period-level exogenous values are averaged over the rows of a period (stores, ke
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from features.distributed import current_client, gather
 from features.errors import SalesmlError
-from features.load import Dataset, sales_facts
+from features.load import Dataset, check_levels, join_lookups, sales_facts
 from features.spec import ExogenousKind, Role
 
 __all__ = [
@@ -181,15 +184,64 @@ def node_paths(frame: pd.DataFrame, levels: list[str], depth: int) -> pd.Series:
     return out
 
 
+ROWS = "_rows"  # order lines behind a row of facts summed on a cluster (features.parted.read_parts)
+
+
+def _mean_by(values: pd.DataFrame, by: pd.Series, rows: pd.Series | None) -> pd.DataFrame:
+    """The mean of each column per ``by`` value (NaN left out), each row counted ``rows`` times (once if None)."""
+    if rows is None:
+        return values.groupby(by.to_numpy()).mean().rename_axis(by.name)
+    w = pd.DataFrame(np.where(values.notna(), rows.to_numpy()[:, None], 0.0), columns=values.columns)
+    sums = (values.fillna(0.0).reset_index(drop=True) * w).groupby(by.to_numpy()).sum()
+    return (sums / w.groupby(by.to_numpy()).sum().replace(0.0, np.nan)).rename_axis(by.name)
+
+
+def summed_facts(part: pd.DataFrame, *, lookups: Dataset, columns: list[str]) -> list[pd.DataFrame]:
+    """One part of the order lines as the sales facts :func:`build_series` reads: joined to the lookups, then
+    summed per distinct ``columns`` (time, hierarchy levels, exogenous columns of the facts) with the count of
+    lines behind each row (``_rows``, for the exogenous means)."""
+    facts = join_lookups(part, lookups)
+    keys = [c for c in columns if c in facts.columns]
+    summed = facts.groupby(keys, dropna=False, sort=False, observed=True)["amount"].agg(["sum", "size"])
+    return [summed.rename(columns={"sum": "amount", "size": ROWS}).reset_index()]
+
+
+def _facts_on_cluster(dataset: Dataset, name: str, client: Any) -> pd.DataFrame:
+    """The sales facts of a partitioned order table, read, checked and summed part by part on the workers."""
+    from features.parted import read_parts
+
+    spec = dataset.spec
+    levels = [lvl for h in spec.hierarchies for lvl in h]
+    exog = [c for c in spec.exogenous if c not in levels]
+    columns = ["time", *levels, *exog]
+    lookups = replace(
+        dataset, tables={n: t for n, t in dataset.tables.items() if spec.tables[n].role is Role.lookup}
+    )
+    table = spec.tables[name]
+    joins = {t.key for t in spec.tables.values() if t.role is Role.lookup and t.key}
+    canonical = [*table.columns, *table.multiply]
+    read = ["time", "amount", *[c for c in canonical if c in levels or c in exog or c in joins]]
+    split = functools.partial(summed_facts, lookups=lookups, columns=columns)
+    parts = read_parts(client, dataset, name, read, split=split, n_pieces=1)
+    pieces = [p for p in gather(client, parts.pieces[0]) if len(p)]
+    if not pieces:
+        return pd.DataFrame(columns=columns + ["amount", ROWS])
+    summed = pd.concat(pieces, ignore_index=True)
+    keys = [c for c in columns if c in summed.columns]
+    summed = summed.astype({c: object for c in parts.text if c in summed.columns})
+    facts = summed.groupby(keys, dropna=False, sort=True, observed=True)[["amount", ROWS]].sum().reset_index()
+    check_levels(facts, dataset, rows=facts[ROWS])
+    return facts
+
+
 def _period_exog(facts: pd.DataFrame, dataset: Dataset, freq: str, kind: ExogenousKind) -> pd.DataFrame:
     """Period-level values of exogenous columns of one kind (mean over rows of a period), ``ds`` + columns."""
     cols = [c for c, k in dataset.spec.exogenous.items() if k is kind]
     pieces: list[pd.DataFrame] = []
     in_facts = [c for c in cols if c in facts.columns]
     if in_facts:
-        f = facts[["time", *in_facts]].copy()
-        f["ds"] = period_labels(f["time"], freq)
-        pieces.append(f.drop(columns="time").astype({c: float for c in in_facts}).groupby("ds").mean())
+        f = facts[["time", *in_facts]].astype({c: float for c in in_facts})
+        pieces.append(_mean_by(f[in_facts], period_labels(f["time"], freq).rename("ds"), facts.get(ROWS)))
     for name, table in dataset.spec.tables.items():
         if table.role is not Role.exogenous:
             continue
@@ -218,7 +270,8 @@ def _static(
             frame = pd.DataFrame({"unique_id": level_ids.values, "v": facts[col].values})
             grouped = frame.groupby("unique_id")["v"]
             if numeric:
-                values.update(grouped.mean().to_dict())
+                by = pd.Series(level_ids.values, name="unique_id")
+                values.update(_mean_by(frame[["v"]], by, facts.get(ROWS))["v"].to_dict())
             else:
                 first = grouped.first()
                 constant = grouped.nunique() == 1
@@ -256,7 +309,19 @@ def build_series(dataset: Dataset, *, as_of: pd.Timestamp | None = None) -> Hier
             "forecast.fill_gaps_with_zero is false, but the forecaster needs a regular grid; "
             "set it to true (a period without sales is a zero)"
         )
-    facts = sales_facts(dataset)
+    tx = spec.table_of(Role.transactions)
+    if (
+        tx is not None and tx[0] in dataset.parted
+    ):  # left on disk for a cluster: load_dataset(defer_parted=True)
+        client = current_client()
+        if client is None:
+            raise SalesmlError(
+                f"table {tx[0]!r} of data set {dataset.name!r} was loaded for a Dask cluster; build the series "
+                "inside features.distributed.using(client)"
+            )
+        facts = _facts_on_cluster(dataset, tx[0], client)
+    else:
+        facts = sales_facts(dataset)
     if facts.empty:
         raise SalesmlError(f"data set {dataset.name!r} has no sales facts to forecast")
     if as_of is not None:

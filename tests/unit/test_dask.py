@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -185,6 +186,39 @@ def test_the_statistical_baselines_are_the_same_fitted_per_partition_of_series(
     assert len(many) == len(one) == 13 * train["unique_id"].nunique()
     one = one.sort_values(["unique_id", "ds"], ignore_index=True)
     pd.testing.assert_frame_equal(one, many, check_exact=False, rtol=1e-6, atol=1e-6)
+
+
+def test_series_summed_from_the_parts_by_the_workers_are_the_one_process_series(
+    parted_spec: Path, cluster
+) -> None:
+    from features.distributed import using
+    from features.series import build_series
+
+    one = build_series(load_dataset(parted_spec))
+    deferred = load_dataset(parted_spec, defer_parted=True)
+    with pytest.raises(SalesmlError, match="build the series inside features.distributed.using"):
+        build_series(deferred)
+    with using(cluster):
+        many = build_series(deferred)
+    assert many.Y["unique_id"].nunique() == one.Y["unique_id"].nunique() > 300
+    pd.testing.assert_frame_equal(one.Y, many.Y, check_exact=False, rtol=1e-9)  # sums in another order
+    for frame in ("nodes", "S", "known_ahead", "past_only", "static"):
+        pd.testing.assert_frame_equal(getattr(one, frame), getattr(many, frame))
+    assert (one.tags.keys(), one.season_length, one.nonnegative) == (
+        many.tags.keys(),
+        many.season_length,
+        many.nonnegative,
+    )
+
+
+def test_means_of_summed_facts_count_each_row_as_its_lines() -> None:
+    from features.series import _mean_by
+
+    lines = pd.DataFrame({"g": ["a", "a", "a", "b", "b"], "v": [1.0, 1.0, 4.0, np.nan, 3.0]})
+    summed = pd.DataFrame({"g": ["a", "a", "b", "b"], "v": [1.0, 4.0, np.nan, 3.0], "_rows": [2, 1, 1, 1]})
+    expect = _mean_by(lines[["v"]], lines["g"], None)
+    got = _mean_by(summed[["v"]], summed["g"], summed["_rows"])
+    pd.testing.assert_frame_equal(expect, got)  # a: (1 + 1 + 4) / 3, b: 3 (the empty value left out)
 
 
 MEMORY_LIMIT = 400 * 2**20  # per worker; a worker alone is about 145 MiB

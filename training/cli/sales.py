@@ -84,9 +84,10 @@ _Scheduler = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        help="Fit the statistical baselines on Dask, a partition of series per task: 'local' (a LocalCluster on "
-        "this machine) or a scheduler address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this "
-        "process. The series, the LightGBM model and the reconciliation stay in this process.",
+        help="Sum an order table stored as Parquet parts into the series on Dask workers and fit the statistical "
+        "baselines there, a partition of series per task: 'local' (a LocalCluster on this machine) or a scheduler "
+        "address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process. The LightGBM model "
+        "and the reconciliation stay in this process.",
     ),
 ]
 
@@ -156,8 +157,10 @@ def train_sales_cmd(
     from training.products import product
 
     sales = product("sales_forecast")
-    ds = load_dataset(dataset)
     with scheduler_client(scheduler) as client, using(client):
+        ds = load_dataset(
+            dataset, defer_parted=client is not None
+        )  # the workers read a partitioned order table
         training = sales.train(ds, config=_config(fast), as_of=as_of, progress=_progress)
     _out.print(
         _table(summary_table(training.backtest, training.series.levels), _summary_title(training.backtest))

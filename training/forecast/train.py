@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.churn_checks import parse_as_of  # one rule for every --as-of
+from features.distributed import current_client
 from features.load import Dataset, load_dataset
 from features.series import HierarchicalSeries, build_series
 from training import registry
@@ -58,8 +59,9 @@ class TrainResult:
 def backtest_dataset(
     dataset: str, config: ForecastConfig | None = None, progress: Callable[[str], None] | None = None
 ) -> tuple[HierarchicalSeries, BacktestResult]:
-    """Load a data set, build its series and backtest every model."""
-    ds = load_dataset(dataset)
+    """Load a data set, build its series and backtest every model (inside :func:`features.distributed.using` a
+    client, a partitioned order table is read and summed by its workers)."""
+    ds = load_dataset(dataset, defer_parted=current_client() is not None)
     series = build_series(ds)
     return series, run_backtest(series, config, progress=progress)
 
