@@ -21,6 +21,11 @@ happens). Then, each in a fresh process of its own (so each peak memory is that 
 
 Where both ran, the two sets are compared (identical rows and values, or the script fails). Prints one JSON line
 per run and a JSON report (``--out`` writes it).
+
+``--step series`` measures the forecast's first steps instead: ``build_series`` (one process: from the loaded
+order lines; cluster: each worker sums its parts, inside ``features.distributed.using``) and the statistical
+baselines of one cutoff 13 weeks before the end (:data:`BASELINES`, 13 weeks ahead; on the cluster a partition of
+series per task); the series are compared to 1e-9 and the baselines to 1e-6.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from pathlib import Path
 import pandas as pd
 
 from features.churn import build_churn_set
-from features.distributed import worker_memory
+from features.distributed import using, worker_memory
 from features.load import load_dataset
+from features.series import build_series
 from features.settings import get_settings
 from features.spec import GeneratorSpec
 from features.synthetic import write_parted
@@ -60,12 +66,22 @@ def _data(lines: int, lines_per_part: int) -> tuple[Path, float | None]:
     return spec, time.perf_counter() - t
 
 
-def _run_single(spec: Path, cutoffs: int, out: Path) -> dict:
+def _run_single(spec: Path, cutoffs: int, out: Path, step: str = "churn") -> dict:
     t = time.perf_counter()
     ds = load_dataset(spec)
     load_s = time.perf_counter() - t
     n_lines = len(ds.tables["orders"])
     table_gib = ds.tables["orders"].memory_usage(deep=True).sum() / 2**30
+    if step == "series":
+        timing = _series_and_baselines(ds, out)
+        work_s = timing["series_s"] + timing["baselines_s"]
+        return {
+            "order_lines": n_lines,
+            "load_s": round(load_s, 1),
+            **timing,
+            "total_s": round(load_s + work_s, 1),
+            "peak_rss_gib": round(_peak_rss_gib(), 2),
+        }
     t = time.perf_counter()
     built = build_churn_set(ds, n_cutoffs=cutoffs)
     build_s = time.perf_counter() - t
@@ -81,7 +97,34 @@ def _run_single(spec: Path, cutoffs: int, out: Path) -> dict:
     }
 
 
-def _run_cluster(spec: Path, cutoffs: int, workers: int, memory_limit: str, out: Path | None) -> dict:
+BASELINES = ["SeasonalNaive", "Theta", "AutoTheta", "CrostonSBA", "TSB", "ADIDA"]
+
+
+def _series_and_baselines(dataset, frame: Path | None) -> dict:  # noqa: ANN001 - a Dataset
+    """``build_series`` and the statistical baselines of the last quarter's cutoff (13 weeks ahead)."""
+    from training.forecast.config import ForecastConfig
+    from training.forecast.models import stats_forecast
+
+    t = time.perf_counter()
+    series = build_series(dataset)
+    series_s = time.perf_counter() - t
+    t = time.perf_counter()
+    train = series.truncate(series.end - pd.Timedelta(weeks=13))
+    base = stats_forecast(series, train, 13, ForecastConfig(), BASELINES)
+    base_s = time.perf_counter() - t
+    if frame is not None:
+        series.Y.to_parquet(frame.with_suffix(".series.parquet"))
+        base.sort_values(["unique_id", "ds"], ignore_index=True).to_parquet(frame)
+    return {
+        "series": int(series.Y["unique_id"].nunique()),
+        "series_s": round(series_s, 1),
+        "baselines_s": round(base_s, 1),
+    }
+
+
+def _run_cluster(
+    spec: Path, cutoffs: int, workers: int, memory_limit: str, out: Path | None, step: str = "churn"
+) -> dict:
     from distributed import Client, LocalCluster
 
     t = time.perf_counter()
@@ -100,16 +143,20 @@ def _run_cluster(spec: Path, cutoffs: int, workers: int, memory_limit: str, out:
         t = time.perf_counter()
         with worker_memory(client, every_s=0.05) as peak:
             ds = load_dataset(spec, defer_parted=True)
-            built = build_churn_set(ds, n_cutoffs=cutoffs, client=client)
+            if step == "series":
+                with using(client):
+                    timing = _series_and_baselines(ds, out)
+            else:
+                built = build_churn_set(ds, n_cutoffs=cutoffs, client=client)
         total_s = time.perf_counter() - t
         restarted = client.run(os.getpid) != pids
         limit = next(iter(client.scheduler_info()["workers"].values()))["memory_limit"]
-    if out is not None:
+    if out is not None and step == "churn":
         built.frame.to_parquet(out)
     return {
         "order_lines": sum(ds.parted["orders"].rows),
         "parts": len(ds.parted["orders"].files),
-        "rows": len(built.frame),
+        **(timing if step == "series" else {"rows": len(built.frame)}),
         "cluster_start_s": round(start_s, 1),
         "total_s": round(total_s, 1),
         "driver_peak_rss_gib": round(_peak_rss_gib(), 2),
@@ -122,15 +169,15 @@ def _run_cluster(spec: Path, cutoffs: int, workers: int, memory_limit: str, out:
 def _child(args: argparse.Namespace) -> None:
     out = Path(args.frame) if args.frame else None
     if args.run == "single":
-        row = _run_single(Path(args.spec), args.cutoffs, out)
+        row = _run_single(Path(args.spec), args.cutoffs, out, args.step)
     else:
-        row = _run_cluster(Path(args.spec), args.cutoffs, args.workers, args.memory_limit, out)
+        row = _run_cluster(Path(args.spec), args.cutoffs, args.workers, args.memory_limit, out, args.step)
     print(json.dumps(row), flush=True)
 
 
 def _in_child(args: argparse.Namespace, run: str, spec: Path, frame: Path | None) -> dict:
     cmd = [sys.executable, __file__, "--run", run, "--spec", str(spec), "--cutoffs", str(args.cutoffs)]
-    cmd += ["--workers", str(args.workers), "--memory-limit", args.memory_limit]
+    cmd += ["--workers", str(args.workers), "--memory-limit", args.memory_limit, "--step", args.step]
     if frame is not None:
         cmd += ["--frame", str(frame)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -147,6 +194,12 @@ def main() -> None:
     parser.add_argument("--cutoffs", type=int, default=12)
     parser.add_argument("--memory-limit", default="4GiB", help="per worker")
     parser.add_argument("--single-max", type=int, default=10_000_000, help="largest size run in one process")
+    parser.add_argument(
+        "--step",
+        choices=["churn", "series"],
+        default="churn",
+        help="churn: the churn training set; series: build_series + the statistical baselines of one cutoff",
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--run", choices=["single", "cluster"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -171,7 +224,17 @@ def main() -> None:
                 print(json.dumps(row["single"]), flush=True)
             row["cluster"] = _in_child(args, "cluster", spec, many_frame)
             print(json.dumps(row["cluster"]), flush=True)
-            if single:
+            if single and args.step == "series":
+                for suffix, rtol in ((".series.parquet", 1e-9), (".parquet", 1e-6)):
+                    pd.testing.assert_frame_equal(
+                        pd.read_parquet(one_frame.with_suffix(suffix)),
+                        pd.read_parquet(many_frame.with_suffix(suffix)),
+                        check_exact=False,
+                        rtol=rtol,
+                    )
+                row["same_to"] = "series 1e-9, baselines 1e-6"
+                row["speedup"] = round(row["single"]["total_s"] / row["cluster"]["total_s"], 2)
+            elif single:
                 key = ["cutoff", "customer_id"]
                 pd.testing.assert_frame_equal(
                     pd.read_parquet(one_frame).sort_values(key).reset_index(drop=True),
@@ -182,6 +245,7 @@ def main() -> None:
                 row["speedup"] = round(row["single"]["total_s"] / row["cluster"]["total_s"], 2)
             rows.append(row)
     report = {
+        "step": args.step,
         "workers": args.workers,
         "memory_limit": args.memory_limit,
         "cutoffs": args.cutoffs,

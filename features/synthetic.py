@@ -138,7 +138,7 @@ def _order_lines(
     for s_name, probs in seg_pref.items():
         idx = np.flatnonzero(line_seg == s_name)
         line_series[idx] = rng.choice(series_names, size=len(idx), p=probs)
-    product_idx = rng.integers(0, PRODUCTS_PER_SERIES, len(line_order))
+    product_idx = rng.integers(0, len(products) // len(SERIES), len(line_order))
     prod_table = products.set_index(["series", products.groupby("series").cumcount()])
     keys = pd.MultiIndex.from_arrays([line_series, product_idx])
     prod_rows = prod_table.loc[keys]
@@ -192,13 +192,20 @@ def _chunked_orders(
 
 
 def generate(
-    spec: GeneratorSpec, *, order_sink: OrderSink | None = None, lines_per_part: int = 2_000_000
+    spec: GeneratorSpec,
+    *,
+    order_sink: OrderSink | None = None,
+    lines_per_part: int = 2_000_000,
+    reps_per_manager: int = REPS_PER_MANAGER,
+    products_per_series: int = PRODUCTS_PER_SERIES,
 ) -> dict[str, pd.DataFrame | dict]:
     """Make every table of the synthetic organisation in memory. Deterministic for ``spec.seed``.
 
     ``order_sink``: instead of one ``orders`` table, the order lines are drawn a chunk of customers at a time and
     each chunk is handed to ``order_sink(chunk, lines)`` (memory bounded by ``lines_per_part``, for 10 M or 50 M
     lines); the same organisation, customers and leads, other random draws for the orders.
+    ``reps_per_manager`` / ``products_per_series``: a larger organisation (more bottom series: 6 managers x reps
+    x 3 series x products); the defaults make the built-in one.
     """
     rng = np.random.default_rng(spec.seed)
     start, end = pd.Timestamp(spec.start), pd.Timestamp(spec.end)
@@ -209,13 +216,13 @@ def generate(
     for r, region in enumerate(REGIONS):
         for m in range(MANAGERS_PER_REGION):
             manager = f"M{r * MANAGERS_PER_REGION + m + 1:02d}"
-            for _ in range(REPS_PER_MANAGER):
+            for _ in range(reps_per_manager):
                 reps.append({"rep": f"R{len(reps) + 1:03d}", "manager": manager, "region": region})
     reps = pd.DataFrame(reps)
     reps["skill"] = rng.normal(0.0, 0.35, len(reps)).round(3)
     products = []
     for series, base_price in SERIES.items():
-        for p in range(PRODUCTS_PER_SERIES):
+        for p in range(products_per_series):
             products.append(
                 {
                     "product_id": f"{series[:2].upper()}{p + 1}",
@@ -447,12 +454,14 @@ def _write(target: Path, make: Callable[[Path], dict[str, pd.DataFrame | dict]])
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_parted(spec: GeneratorSpec, target: Path | str, *, lines_per_part: int = 2_000_000) -> Path:
+def write_parted(
+    spec: GeneratorSpec, target: Path | str, *, lines_per_part: int = 2_000_000, **shape: int
+) -> Path:
     """The synthetic organisation at any size on disk with its order lines as a folder of Parquet parts
     (``target/orders/part-00000.parquet``, ... about ``lines_per_part`` lines each, drawn and written one chunk
     of customers at a time) and every other table one file; ``target`` appears whole or not at all.
 
-    ``target/spec.yaml`` reads it: the built-in ``synthetic`` spec without its generator, every table's path
+    ``shape``: ``reps_per_manager`` / ``products_per_series`` (:func:`generate`). ``target/spec.yaml`` reads it: the built-in ``synthetic`` spec without its generator, every table's path
     absolute under ``target`` and ``orders`` the folder. Returns that spec's path.
     """
     target = Path(target).absolute()
@@ -468,7 +477,7 @@ def write_parted(spec: GeneratorSpec, target: Path | str, *, lines_per_part: int
         for name, table in doc["tables"].items():
             table["path"] = str(target / ("orders" if name == "orders" else table["path"]))
         (folder / "spec.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        return generate(spec, order_sink=sink, lines_per_part=lines_per_part)
+        return generate(spec, order_sink=sink, lines_per_part=lines_per_part, **shape)
 
     _write(target, make)
     return target / "spec.yaml"
