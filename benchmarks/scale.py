@@ -50,30 +50,39 @@ from features.settings import get_settings
 from features.spec import GeneratorSpec
 from features.synthetic import write_parted
 
+BASELINES = ["SeasonalNaive", "Theta", "AutoTheta", "CrostonSBA", "TSB", "ADIDA"]
+
 
 def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def _data(lines: int, lines_per_part: int) -> tuple[Path, float | None]:
-    folder = get_settings().generated_dir / "scale" / f"synthetic-parted-n{lines}-p{lines_per_part}"
+def _data(lines: int, lines_per_part: int, reps: int, products: int) -> tuple[Path, float | None]:
+    shape = "" if (reps, products) == (4, 4) else f"-r{reps}-k{products}"
+    folder = get_settings().generated_dir / "scale" / f"synthetic-parted-n{lines}-p{lines_per_part}{shape}"
     if (folder / "spec.yaml").exists():
         return folder / "spec.yaml", None
     t = time.perf_counter()
     spec = write_parted(
-        GeneratorSpec(name="synthetic", n_order_lines=lines), folder, lines_per_part=lines_per_part
+        GeneratorSpec(name="synthetic", n_order_lines=lines),
+        folder,
+        lines_per_part=lines_per_part,
+        reps_per_manager=reps,
+        products_per_series=products,
     )
     return spec, time.perf_counter() - t
 
 
-def _run_single(spec: Path, cutoffs: int, out: Path, step: str = "churn") -> dict:
+def _run_single(
+    spec: Path, cutoffs: int, out: Path, step: str = "churn", baselines: list[str] = BASELINES
+) -> dict:
     t = time.perf_counter()
     ds = load_dataset(spec)
     load_s = time.perf_counter() - t
     n_lines = len(ds.tables["orders"])
     table_gib = ds.tables["orders"].memory_usage(deep=True).sum() / 2**30
     if step == "series":
-        timing = _series_and_baselines(ds, out)
+        timing = _series_and_baselines(ds, out, baselines)
         work_s = timing["series_s"] + timing["baselines_s"]
         return {
             "order_lines": n_lines,
@@ -97,10 +106,7 @@ def _run_single(spec: Path, cutoffs: int, out: Path, step: str = "churn") -> dic
     }
 
 
-BASELINES = ["SeasonalNaive", "Theta", "AutoTheta", "CrostonSBA", "TSB", "ADIDA"]
-
-
-def _series_and_baselines(dataset, frame: Path | None) -> dict:  # noqa: ANN001 - a Dataset
+def _series_and_baselines(dataset, frame: Path | None, baselines: list[str]) -> dict:  # noqa: ANN001 - a Dataset
     """``build_series`` and the statistical baselines of the last quarter's cutoff (13 weeks ahead)."""
     from training.forecast.config import ForecastConfig
     from training.forecast.models import stats_forecast
@@ -110,7 +116,7 @@ def _series_and_baselines(dataset, frame: Path | None) -> dict:  # noqa: ANN001 
     series_s = time.perf_counter() - t
     t = time.perf_counter()
     train = series.truncate(series.end - pd.Timedelta(weeks=13))
-    base = stats_forecast(series, train, 13, ForecastConfig(), BASELINES)
+    base = stats_forecast(series, train, 13, ForecastConfig(), baselines)
     base_s = time.perf_counter() - t
     if frame is not None:
         series.Y.to_parquet(frame.with_suffix(".series.parquet"))
@@ -123,7 +129,13 @@ def _series_and_baselines(dataset, frame: Path | None) -> dict:  # noqa: ANN001 
 
 
 def _run_cluster(
-    spec: Path, cutoffs: int, workers: int, memory_limit: str, out: Path | None, step: str = "churn"
+    spec: Path,
+    cutoffs: int,
+    workers: int,
+    memory_limit: str,
+    out: Path | None,
+    step: str = "churn",
+    baselines: list[str] = BASELINES,
 ) -> dict:
     from distributed import Client, LocalCluster
 
@@ -145,7 +157,7 @@ def _run_cluster(
             ds = load_dataset(spec, defer_parted=True)
             if step == "series":
                 with using(client):
-                    timing = _series_and_baselines(ds, out)
+                    timing = _series_and_baselines(ds, out, baselines)
             else:
                 built = build_churn_set(ds, n_cutoffs=cutoffs, client=client)
         total_s = time.perf_counter() - t
@@ -169,15 +181,18 @@ def _run_cluster(
 def _child(args: argparse.Namespace) -> None:
     out = Path(args.frame) if args.frame else None
     if args.run == "single":
-        row = _run_single(Path(args.spec), args.cutoffs, out, args.step)
+        row = _run_single(Path(args.spec), args.cutoffs, out, args.step, args.baselines)
     else:
-        row = _run_cluster(Path(args.spec), args.cutoffs, args.workers, args.memory_limit, out, args.step)
+        row = _run_cluster(
+            Path(args.spec), args.cutoffs, args.workers, args.memory_limit, out, args.step, args.baselines
+        )
     print(json.dumps(row), flush=True)
 
 
 def _in_child(args: argparse.Namespace, run: str, spec: Path, frame: Path | None) -> dict:
     cmd = [sys.executable, __file__, "--run", run, "--spec", str(spec), "--cutoffs", str(args.cutoffs)]
     cmd += ["--workers", str(args.workers), "--memory-limit", args.memory_limit, "--step", args.step]
+    cmd += ["--baselines", *args.baselines]
     if frame is not None:
         cmd += ["--frame", str(frame)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -200,6 +215,13 @@ def main() -> None:
         default="churn",
         help="churn: the churn training set; series: build_series + the statistical baselines of one cutoff",
     )
+    parser.add_argument(
+        "--reps-per-manager", type=int, default=4, help="6 managers; 4: the built-in organisation"
+    )
+    parser.add_argument(
+        "--products-per-series", type=int, default=4, help="3 series; bottom = reps x products"
+    )
+    parser.add_argument("--baselines", nargs="+", default=BASELINES, help="for --step series")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--run", choices=["single", "cluster"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -211,7 +233,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for lines in args.lines:
-            spec, write_s = _data(lines, args.lines_per_part)
+            spec, write_s = _data(lines, args.lines_per_part, args.reps_per_manager, args.products_per_series)
             single = lines <= args.single_max
             one_frame = Path(tmp) / f"single-{lines}.parquet" if single else None
             many_frame = Path(tmp) / f"cluster-{lines}.parquet" if single else None

@@ -1,15 +1,17 @@
-"""A partitioned transactions table read, checked and split by customer on a Dask cluster's workers.
+"""A partitioned transactions table read, checked and cut on a Dask cluster's workers.
 
 Loaded for a cluster (``load_dataset(..., defer_parted=True)``), a transactions table stored as a folder or glob of
-Parquet parts stays on disk (:class:`~features.load.PartedTable`). :func:`shuffle_by_customer` then has the
-workers do what :func:`~features.load.load_dataset` does in one process, one part per task:
+Parquet parts stays on disk (:class:`~features.load.PartedTable`). :func:`read_parts` then has the workers do what
+:func:`~features.load.load_dataset` does in one process, one part per task, and cut each part's kept rows with a
+``split`` of the caller's (:func:`shuffle_by_customer`: by customer, for the churn set; the forecast's series
+sum each part instead, :func:`features.series.summed_facts`):
 
 1. read the part's mapped columns (hive keys included) and check it with the rules of one process
    (:func:`~features.load.canonical_table`, rows numbered as in the whole table, lookup keys it must find; with a
    spec ``where``, the rows of a missing lookup key are numbered before the filter, one process numbers them
    after it);
-2. keep the columns the pipeline asks for, events after ``as_of`` left out, and split them into ``n_buckets``
-   pieces by customer (:func:`~features.distributed.entity_buckets`): the pieces stay on the workers;
+2. keep the columns the pipeline asks for, events after ``as_of`` left out, and cut them into pieces (by customer:
+   :func:`~features.distributed.entity_buckets`) that stay on the workers;
 3. the unique key, which spans every part, is checked on hashes of the key split the same way, and only hashes
    seen twice are looked at again (exactly, with the rows' values).
 

@@ -84,10 +84,11 @@ _Scheduler = Annotated[
     str | None,
     typer.Option(
         "--scheduler",
-        help="Sum an order table stored as Parquet parts into the series on Dask workers and fit the statistical "
-        "baselines there, a partition of series per task: 'local' (a LocalCluster on this machine) or a scheduler "
-        "address (tcp://host:8786); default $SALESML_DASK_SCHEDULER, unset: in this process. The LightGBM model "
-        "and the reconciliation stay in this process.",
+        help="Sum an order table stored as Parquet parts into the series on Dask workers, and fit the statistical "
+        "baselines and build LightGBM's features and forecast there, a partition of series per task: 'local' (a "
+        "LocalCluster on this machine) or a scheduler address (tcp://host:8786); default "
+        "$SALESML_DASK_SCHEDULER, unset: in this process. The one LightGBM model, the reconciliation and the "
+        "intervals stay in this process.",
     ),
 ]
 

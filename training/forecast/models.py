@@ -8,11 +8,12 @@ known-ahead exogenous columns, which are known in advance by definition.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.distributed import current_client, entity_buckets, map_partitions, n_workers
+from features.distributed import current_client, entity_buckets, gather, map_partitions, n_workers
 from features.series import HierarchicalSeries
 from training.forecast.config import LGBM, SEASONAL_NAIVE, ForecastConfig
 
@@ -127,7 +128,9 @@ def lgbm_forecast(
 ) -> pd.DataFrame:
     """Global LightGBM over every node (recursive, mlforecast), ``unique_id, ds, <name>``.
 
-    ``objective`` overrides ``config.lgbm_params['objective']`` (``l1``, ``tweedie``, ``poisson`` ...).
+    ``objective`` overrides ``config.lgbm_params['objective']`` (``l1``, ``tweedie``, ``poisson`` ...). Inside
+    :func:`features.distributed.using` a Dask client, the features and the recursive forecast are built a
+    partition of series per task on the workers and the one model is fitted here (:func:`_lgbm_on_cluster`).
     """
     import lightgbm as lgb
     from mlforecast import MLForecast
@@ -144,21 +147,91 @@ def lgbm_forecast(
     if params["objective"] in ("tweedie", "poisson"):
         # a log link needs y >= 0: the few negative periods of "non-negative" data (returns) count as zero
         df = df.assign(y=df["y"].clip(lower=0.0))
-    fcst = MLForecast(
-        models={name: lgb.LGBMRegressor(**params)},
-        freq=series.freq,
-        lags=lags,
-        lag_transforms=transforms,
-        date_features=_date_features(series.freq),
-        target_transforms=target,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fcst.fit(df, static_features=static_cols)
-        out = fcst.predict(h, X_df=X_df)
+    setup = {
+        "models": {name: lgb.LGBMRegressor(**params)},
+        "freq": series.freq,
+        "lags": lags,
+        "lag_transforms": transforms,
+        "date_features": _date_features(series.freq),
+        "target_transforms": target,
+    }
+    client = current_client()
+    if client is not None:
+        out = _lgbm_on_cluster(client, setup, df, X_df, static_cols, h)
+    else:
+        fcst = MLForecast(**setup)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fcst.fit(df, static_features=static_cols)
+            out = fcst.predict(h, X_df=X_df)
     if series.nonnegative:
         out[name] = out[name].clip(lower=0.0)
     return out[["unique_id", "ds", name]]
+
+
+def _lgbm_features(df: pd.DataFrame, setup: dict, static_cols: list[str]) -> tuple:
+    """One partition of series on a worker: its MLForecast (the series' state, kept there for the forecast),
+    the rows' keys and the features and target it trains on."""
+    from mlforecast import MLForecast
+
+    fcst = MLForecast(**setup)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = fcst.preprocess(df, static_features=static_cols)
+    X, y = fcst._extract_X_y(prep, "y", None)
+    return fcst, prep[["unique_id", "ds"]].reset_index(drop=True), X.reset_index(drop=True), y
+
+
+def _state(built: tuple) -> Any:
+    return built[0]
+
+
+def _rows(built: tuple) -> tuple:
+    return built[1:]
+
+
+def _lgbm_predict(fcst: Any, models: dict, h: int, X_df: pd.DataFrame | None) -> pd.DataFrame:
+    fcst.models_ = models
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fcst.predict(h, X_df=X_df)
+
+
+def _lgbm_on_cluster(
+    client: Any, setup: dict, df: pd.DataFrame, X_df: pd.DataFrame | None, static_cols: list[str], h: int
+) -> pd.DataFrame:
+    """The global LightGBM with its features built and its recursive forecast made a partition of series per
+    task on the workers, and the one model fitted here on every partition's rows, put back in the one-process
+    order (by series, then time), so it sees the rows one process gives it."""
+    from sklearn.base import clone
+
+    part = entity_buckets(df["unique_id"], 4 * n_workers(client))
+    ids = [np.unique(df["unique_id"].to_numpy()[part == p]) for p in np.unique(part)]
+    built = [
+        client.submit(_lgbm_features, df[df["unique_id"].isin(i)], setup, static_cols, pure=False)
+        for i in ids
+    ]
+    states = [client.submit(_state, b) for b in built]  # each partition's series state stays on its worker
+    rows = gather(client, [client.submit(_rows, b) for b in built])
+    del built  # the features now here are let go there
+    keys = pd.concat([r[0] for r in rows], ignore_index=True)
+    order = keys.sort_values(["unique_id", "ds"], kind="stable").index.to_numpy()
+    X = pd.concat([r[1] for r in rows], ignore_index=True).iloc[order].reset_index(drop=True)
+    y = np.concatenate([r[2] for r in rows])[order]
+    del rows
+    with warnings.catch_warnings():  # what MLForecast.fit_models does: a fitted clone of each model
+        warnings.simplefilter("ignore")
+        fitted = {name: clone(model).fit(X, y) for name, model in setup["models"].items()}
+    models = client.scatter(fitted, broadcast=True)
+    futures = [
+        client.submit(
+            _lgbm_predict, f, models, h, None if X_df is None else X_df[X_df["unique_id"].isin(i)], pure=False
+        )
+        for f, i in zip(states, ids, strict=True)
+    ]
+    return pd.concat(gather(client, futures), ignore_index=True).sort_values(
+        ["unique_id", "ds"], ignore_index=True
+    )
 
 
 def _stats_model(name: str, season: int):  # noqa: ANN202 - a statsforecast model
