@@ -38,6 +38,7 @@ __all__ = [
     "Violation",
     "canonical_table",
     "check_levels",
+    "duplicate_violations",
     "join_lookups",
     "load_dataset",
     "lookup_keys",
@@ -259,18 +260,7 @@ def canonical_table(
 
     unique = unique_key(table)
     if check_unique and unique and all(c in frame.columns for c in unique):
-        dup = frame.duplicated(unique, keep=False)
-        if dup.any():
-            violations.append(
-                Violation(
-                    name,
-                    "+".join(unique),
-                    None,
-                    f"duplicate key {unique}",
-                    int(dup.sum()),
-                    violation_examples(frame, dup, unique + list(frame.columns)[:4]),
-                )
-            )
+        violations.extend(duplicate_violations(name, frame, unique))
 
     if table.role is Role.leads and table.outcome_values is not None:
         mapping = {str(v): k for k, values in table.outcome_values.items() for v in values}
@@ -320,6 +310,15 @@ def unique_key(table: TableSpec) -> list[str]:
         if table.role is Role.lookup and table.key:
             unique = [table.key]
     return unique
+
+
+def duplicate_violations(name: str, frame: pd.DataFrame, unique: list[str]) -> list[Violation]:
+    """The rows of table ``name`` whose ``unique`` columns repeat another row's (all of them, with examples)."""
+    dup = frame.duplicated(unique, keep=False)
+    if not dup.any():
+        return []
+    examples = violation_examples(frame, dup, unique + list(frame.columns)[:4])
+    return [Violation(name, "+".join(unique), None, f"duplicate key {unique}", int(dup.sum()), examples)]
 
 
 def lookup_keys(spec: DatasetSpec, tables: dict[str, pd.DataFrame]) -> dict[str, tuple[str, set[str]]]:

@@ -40,10 +40,10 @@ from features.load import (
     PartedTable,
     Violation,
     canonical_table,
+    duplicate_violations,
     lookup_keys,
     orphan_violations,
     unique_key,
-    violation_examples,
 )
 from features.sources import read_parquet_part
 from features.spec import CUSTOMER_ID, TIME, DatasetSpec, TableSpec
@@ -103,22 +103,40 @@ class _PartInfo:
     violations: list[Violation]
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A part of the table: its file, the folder its hive keys are relative to, its first row's number."""
+
+    file: Path
+    base: Path
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a part is checked against: the table's name and spec, the data set's spec."""
+
+    name: str
+    table: TableSpec
+    spec: DatasetSpec
+
+
 def _checked_part(
-    file: Path,
-    base: Path,
-    offset: int,
-    name: str,
-    table: TableSpec,
-    spec: DatasetSpec,
-    keys: dict[str, Any],
-    keep_index: bool = False,
+    part: _Part, rules: _Rules, keys: dict[str, Any], keep_index: bool = False
 ) -> tuple[pd.DataFrame, list[Violation]]:
+    """``keys``: the lookups' keys (:func:`~features.load.lookup_keys`), sent to each worker once."""
     violations: list[Violation] = []
-    raw = read_parquet_part(file, base, table, name, mapped_only=True)
+    raw = read_parquet_part(part.file, part.base, rules.table, rules.name, mapped_only=True)
     frame = canonical_table(
-        name, table, raw, violations, row_offset=offset, check_unique=False, keep_index=keep_index
+        rules.name,
+        rules.table,
+        raw,
+        violations,
+        row_offset=part.offset,
+        check_unique=False,
+        keep_index=keep_index,
     )
-    violations += orphan_violations(spec, name, frame, keys)
+    violations += orphan_violations(rules.spec, rules.name, frame, keys)
     return frame, violations
 
 
@@ -136,12 +154,8 @@ def by_customer(kept: pd.DataFrame, n_buckets: int) -> list[pd.DataFrame]:
 
 
 def _scan(
-    file: Path,
-    base: Path,
-    offset: int,
-    name: str,
-    table: TableSpec,
-    spec: DatasetSpec,
+    part: _Part,
+    rules: _Rules,
     keys: dict[str, Any],
     columns: Sequence[str],
     as_of: pd.Timestamp | None,
@@ -151,8 +165,8 @@ def _scan(
 ) -> tuple[_PartInfo, list[np.ndarray], list[pd.DataFrame]]:
     """One part on a worker: checked, its unique-key hashes by bucket and its kept rows as ``split`` cuts them
     (text as Arrow strings, compact while the pieces wait)."""
-    frame, violations = _checked_part(file, base, offset, name, table, spec, keys, keep_index=True)
-    unique = unique_key(table)
+    frame, violations = _checked_part(part, rules, keys, keep_index=True)
+    unique = unique_key(rules.table)
     hashes: list[np.ndarray] = [np.empty(0, np.uint64)] * n_key_buckets
     if unique and not frame.empty and all(c in frame.columns for c in unique):
         h = _key_hashes(frame, unique)
@@ -188,19 +202,10 @@ def _seen_twice(*hashes: np.ndarray) -> np.ndarray:
     return values[counts > 1]
 
 
-def _rows_with_hashes(
-    file: Path,
-    base: Path,
-    offset: int,
-    name: str,
-    table: TableSpec,
-    spec: DatasetSpec,
-    keys: dict[str, Any],
-    wanted: np.ndarray,
-) -> pd.DataFrame:
+def _rows_with_hashes(part: _Part, rules: _Rules, keys: dict[str, Any], wanted: np.ndarray) -> pd.DataFrame:
     """A part's rows whose unique-key hash is in ``wanted``, indexed by their row number in the whole table."""
-    frame, _ = _checked_part(file, base, offset, name, table, spec, keys, keep_index=True)
-    return frame[np.isin(_key_hashes(frame, unique_key(table)), wanted)]
+    frame, _ = _checked_part(part, rules, keys, keep_index=True)
+    return frame[np.isin(_key_hashes(frame, unique_key(rules.table)), wanted)]
 
 
 def merge_violations(per_part: Sequence[Sequence[Violation]]) -> list[Violation]:
@@ -266,13 +271,11 @@ def read_parts(
     table, spec = dataset.spec.tables[name], dataset.spec
     n_key_buckets = 4 * n_workers(client)
     offsets = np.concatenate([[0], np.cumsum(parted.rows)[:-1]]).astype(int).tolist()
+    files = [_Part(f, parted.base, off) for f, off in zip(parted.files, offsets, strict=True)]
+    rules = _Rules(name, table, spec)
     keys = client.scatter(lookup_keys(spec, dataset.tables), broadcast=True)
-    common = {"name": name, "table": table, "spec": spec, "keys": keys}
     how = {"columns": list(columns), "as_of": as_of, "n_key_buckets": n_key_buckets, "n_pieces": n_pieces}
-    scans = [
-        client.submit(_scan, f, parted.base, off, split=split or _whole, **how, **common, pure=False)
-        for f, off in zip(parted.files, offsets, strict=True)
-    ]
+    scans = [client.submit(_scan, f, rules, keys, split=split or _whole, **how, pure=False) for f in files]
     infos = [client.submit(_pick, s, 0) for s in scans]
     hashes = [[client.submit(_pick, s, 1, p) for s in scans] for p in range(n_key_buckets)]
     pieces = [[client.submit(_pick, s, 2, p) for s in scans] for p in range(n_pieces)]
@@ -284,23 +287,8 @@ def read_parts(
     violations = merge_violations([part.violations for part in parts])
     unique = unique_key(table)
     if len(twice):
-        found = [
-            client.submit(_rows_with_hashes, f, parted.base, off, wanted=twice, **common, pure=False)
-            for f, off in zip(parted.files, offsets, strict=True)
-        ]
-        rows = pd.concat(gather(client, found))
-        dup = rows.duplicated(unique, keep=False)
-        if dup.any():
-            violations.append(
-                Violation(
-                    name,
-                    "+".join(unique),
-                    None,
-                    f"duplicate key {unique}",
-                    int(dup.sum()),
-                    violation_examples(rows, dup, unique + list(rows.columns)[:4]),
-                )
-            )
+        found = [client.submit(_rows_with_hashes, f, rules, keys, twice, pure=False) for f in files]
+        violations.extend(duplicate_violations(name, pd.concat(gather(client, found)), unique))
     if violations:
         raise DataValidationError(spec.name, violations)
     kept = [part for part in parts if part.rows]

@@ -226,6 +226,7 @@ LONGEST_FIRST = (
     "model/test_monitor_forecast.py",  # one default sales training at 300,000 lines, four monitor runs
     "unit/test_governance.py",
     "model/test_churn.py",
+    "unit/test_dask.py",  # LocalClusters, a scheduler and workers as processes, 2 M lines on 400 MiB workers
     "unit/test_forecast.py",
     "model/test_leads_model.py",
     "model/test_monitor_scores.py",

@@ -359,35 +359,18 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
             ds = load_dataset(small_synthetic_spec)
             _same(build_churn_set(ds).frame, build_churn_set(ds, client=client).frame)
         home = tmp_path / "home"
-        parted = _parted_copy(small_synthetic_spec, tmp_path / "parted")
-        result = run_cli(
-            "train",
-            "churn",
-            "--dataset",
-            str(parted),  # the workers read the order parts
-            "--trials",
-            "2",
-            "--scheduler",
-            address,
-            env={"SALESML_HOME": str(home)},
-            timeout=600,
-        )
+
+        def salesml(*args: str) -> subprocess.CompletedProcess:
+            return run_cli(*args, env={"SALESML_HOME": str(home)}, timeout=600)
+
+        parted = _parted_copy(small_synthetic_spec, tmp_path / "parted")  # the workers read the order parts
+        result = salesml("train", "churn", "--dataset", str(parted), "--trials", "2", "--scheduler", address)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
         assert "registered churn_risk.synthetic v1" in result.stdout
         scored = {}
         for out, on in ((tmp_path / "one.parquet", ()), (tmp_path / "scores", ("--scheduler", address))):
-            score = run_cli(
-                "score",
-                "churn",
-                "--dataset",
-                str(parted),
-                "--version",
-                "1",
-                "--out",
-                str(out),
-                *on,
-                env={"SALESML_HOME": str(home)},
-                timeout=600,
+            score = salesml(
+                "score", "churn", "--dataset", str(parted), "--version", "1", "--out", str(out), *on
             )
             assert score.returncode == 0, score.stdout[-2000:] + score.stderr[-3000:]
             files = sorted(out.glob("part-*.parquet")) if out.is_dir() else [out]
@@ -395,17 +378,8 @@ def test_train_churn_with_a_scheduler_and_workers_started_as_processes(
         assert len(list((tmp_path / "scores").iterdir())) == 4  # partitioned by customer
         by_id = [frame.sort_values("customer_id").reset_index(drop=True) for frame in scored.values()]
         pd.testing.assert_frame_equal(*by_id, check_exact=True)  # the same scores, reasons and values
-        leads = run_cli(
-            "train",
-            "leads",
-            "--dataset",
-            str(small_synthetic_spec),
-            "--trials",
-            "2",
-            "--scheduler",
-            address,
-            env={"SALESML_HOME": str(home)},
-            timeout=600,
+        leads = salesml(
+            "train", "leads", "--dataset", str(small_synthetic_spec), "--trials", "2", "--scheduler", address
         )
         assert leads.returncode == 0, leads.stdout[-2000:] + leads.stderr[-3000:]
         assert "registered lead_score.synthetic v1" in leads.stdout
