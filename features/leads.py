@@ -36,7 +36,7 @@ from features.lead_context import (
     period_context,
     point_in_time_rates,
 )
-from features.load import Dataset, join_lookups
+from features.load import Dataset, join_lookups, lookups_only
 from features.spec import (
     AMOUNT,
     CLOSED_AT,
@@ -142,7 +142,6 @@ def leads_as_of(dataset: Dataset, day: pd.Timestamp) -> Dataset:
     Raises:
         SalesmlError: leads without dates (the row order or nothing is their clock), or none created by ``day``.
     """
-    from dataclasses import replace
 
     name, table = dataset.spec.table_of(Role.leads)  # type: ignore[misc]
     leads = dataset.tables[name]
@@ -364,12 +363,6 @@ def lead_exclusions(
     return _excluded_columns(table, join_lookups(leads, dataset), options.identifier_share)
 
 
-def _lookups_only(dataset: Dataset) -> Dataset:
-    """The data set with only its lookup tables (what :func:`lead_features` joins), light to send to workers."""
-    lookups = {n: t for n, t in dataset.tables.items() if dataset.spec.tables[n].role is Role.lookup}
-    return replace(dataset, tables=lookups)
-
-
 def _lead_partition(
     leads: pd.DataFrame, activities: pd.DataFrame | None, **how: Any
 ) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
@@ -433,7 +426,7 @@ def build_lead_set(
         "history": history,
         "rate_keys": rate_keys(dataset, joined_cols),
         "activity_types": types,
-        "lookups": _lookups_only(dataset),
+        "lookups": lookups_only(dataset),
         "options": options,
     }
     if client is not None:

@@ -7,7 +7,7 @@ Loading never writes to a source. Every rule a table breaks is collected and rai
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ __all__ = [
     "join_lookups",
     "load_dataset",
     "lookup_keys",
+    "lookups_only",
     "orphan_violations",
     "read_table",
     "sales_facts",
@@ -408,6 +409,12 @@ def load_dataset(
     if violations:
         raise DataValidationError(spec.name, violations)
     return Dataset(spec=spec, spec_path=spec_path, tables=tables, root=root, meta=meta, parted=parted)
+
+
+def lookups_only(dataset: Dataset) -> Dataset:
+    """The data set with only its lookup tables (what :func:`join_lookups` reads), light to send to workers."""
+    tables = {n: t for n, t in dataset.tables.items() if dataset.spec.tables[n].role is Role.lookup}
+    return replace(dataset, tables=tables)
 
 
 def join_lookups(frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:

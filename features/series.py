@@ -17,7 +17,7 @@ Period-level exogenous values are averaged over the rows of a period (stores, ke
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.distributed import current_client, gather
 from features.errors import SalesmlError
-from features.load import Dataset, check_levels, join_lookups, sales_facts
+from features.load import Dataset, check_levels, join_lookups, lookups_only, sales_facts
 from features.spec import ExogenousKind, Role
 
 __all__ = [
@@ -214,9 +214,7 @@ def _facts_on_cluster(dataset: Dataset, name: str, client: Any) -> pd.DataFrame:
     levels = [lvl for h in spec.hierarchies for lvl in h]
     exog = [c for c in spec.exogenous if c not in levels]
     columns = ["time", *levels, *exog]
-    lookups = replace(
-        dataset, tables={n: t for n, t in dataset.tables.items() if spec.tables[n].role is Role.lookup}
-    )
+    lookups = lookups_only(dataset)
     table = spec.tables[name]
     joins = {t.key for t in spec.tables.values() if t.role is Role.lookup and t.key}
     canonical = [*table.columns, *table.multiply]
@@ -268,11 +266,11 @@ def _static(
         numeric = pd.api.types.is_numeric_dtype(facts[col])
         for level_ids in keys.values():
             frame = pd.DataFrame({"unique_id": level_ids.values, "v": facts[col].values})
-            grouped = frame.groupby("unique_id")["v"]
             if numeric:
                 by = pd.Series(level_ids.values, name="unique_id")
                 values.update(_mean_by(frame[["v"]], by, facts.get(ROWS))["v"].to_dict())
             else:
+                grouped = frame.groupby("unique_id")["v"]
                 first = grouped.first()
                 constant = grouped.nunique() == 1
                 values.update(first.where(constant, "mixed").astype(str).to_dict())
@@ -310,9 +308,8 @@ def build_series(dataset: Dataset, *, as_of: pd.Timestamp | None = None) -> Hier
             "set it to true (a period without sales is a zero)"
         )
     tx = spec.table_of(Role.transactions)
-    if (
-        tx is not None and tx[0] in dataset.parted
-    ):  # left on disk for a cluster: load_dataset(defer_parted=True)
+    # A partitioned order table left on disk for a cluster: load_dataset(defer_parted=True).
+    if tx is not None and tx[0] in dataset.parted:
         client = current_client()
         if client is None:
             raise SalesmlError(
