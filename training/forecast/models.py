@@ -38,6 +38,12 @@ def intermittent_share(train: pd.DataFrame, bottom_ids: list[str]) -> float:
     return float((y == 0).mean()) if len(y) else 0.0
 
 
+def _sees_season(n_train: int, season: int, freq: str) -> bool:
+    """Whether LightGBM gets the seasonal lag (as a feature, or as the difference it learns): with half a year
+    of rows (weekly) or six months beyond one season."""
+    return n_train >= season + (26 if freq.startswith("W") else 6)
+
+
 def _lgbm_setup(n_train: int, season: int, freq: str, objective: str = "l1") -> tuple[list[int], dict, list]:
     """Lags, lag transforms and target transforms that the history length allows.
 
@@ -51,13 +57,13 @@ def _lgbm_setup(n_train: int, season: int, freq: str, objective: str = "l1") -> 
     if objective in ("tweedie", "poisson"):
         candidates = [1, 2, 3, 4, 6, 8, 13] if weekly else [1, 2, 3, 6]
         lags = [lag for lag in candidates if lag <= max(n_train - 4, 1)] or [1]
-        if n_train >= season + (26 if weekly else 6):
+        if _sees_season(n_train, season, freq):
             lags.append(season)
         transforms = {1: [RollingMean(4), RollingMean(13)]} if weekly and n_train > 20 else {}
         if not weekly and n_train > 8:
             transforms = {1: [RollingMean(3), RollingMean(6)]}
         return lags, transforms, []
-    seasonal = n_train >= season + (26 if weekly else 6)
+    seasonal = _sees_season(n_train, season, freq)
     usable = n_train - (season if seasonal else 0) - 2
     # Weekly lags stop at 8 and the rolling means start at lag 1: mlforecast drops every row whose features
     # are not all available, and after 52-week differencing 2-3 years of history leave 26-90 rows per series;
@@ -113,6 +119,14 @@ def _exog_frames(
                 }
             )
             X_df = fut.merge(ka[cols].reset_index(), on="ds", how="left")
+            if _sees_season(train["ds"].nunique(), series.season_length, series.freq):
+                # The model learns y against its value a season ago (the difference or the seasonal lag), so
+                # it also needs the driver a season ago: a holiday this year against none last year.
+                ago = ka[cols].copy()
+                ago.index = ago.index.shift(series.season_length, freq=series.freq)
+                ago = ago.add_suffix("_season_ago").rename_axis("ds").reset_index()
+                df = df.merge(ago, on="ds", how="left")
+                X_df = X_df.merge(ago, on="ds", how="left")
     return df, X_df, static_cols, known_cols
 
 
