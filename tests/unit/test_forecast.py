@@ -13,7 +13,7 @@ from features.errors import NotFoundError, SalesmlError
 from features.load import load_dataset
 from features.series import build_series
 from training.forecast.backtest import choose_weight, forecast_at, run_backtest
-from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM, ForecastConfig
+from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM, ForecastConfig, backtest_cutoffs
 from training.forecast.intervals import interval_columns, step_intervals
 from training.forecast.pyfunc import SalesForecastModel
 from training.forecast.quarters import forecast_quarters
@@ -59,7 +59,8 @@ def test_backtest_file_contract(backtest, tmp_path: Path) -> None:
         for lv in (80, 95):
             lo, hi = interval_columns(model, lv)
             assert lo in fc.columns and hi in fc.columns
-    np.testing.assert_allclose(fc[CHOSEN], fc[backtest.chosen])
+    # the served forecast is its recipe's candidates' mean (one candidate when nothing is pooled)
+    np.testing.assert_allclose(fc[CHOSEN], fc[backtest.recipe.components].mean(axis=1))
     # the same calendar cutoffs for every series, at least 4 windows of one quarter
     assert fc["cutoff"].nunique() >= 4
     assert fc.groupby("unique_id")["cutoff"].nunique().eq(fc["cutoff"].nunique()).all()
@@ -85,7 +86,8 @@ def test_backtest_file_contract(backtest, tmp_path: Path) -> None:
     cuts = pd.read_csv(paths["cutoffs"], parse_dates=["cutoff"])
     assert set(cuts.loc[cuts["role"] == "evaluation", "cutoff"]) == set(fc["cutoff"])
     cal = cuts[cuts["role"] == "calibration"]
-    assert len(cal) == 2 and cal["chose"].all() and not cal["measured"].any()
+    assert len(cal) == len(backtest.cutoffs.calibration) >= 2
+    assert cal["chose"].all() and not cal["measured"].any()
     assert (cal["cutoff"] < fc["cutoff"].min()).all()
     assert not cuts.loc[cuts["role"] == "evaluation", "chose"].any()
     scales = pd.read_parquet(paths["scales"])
@@ -102,7 +104,8 @@ def test_summary_names_the_choice_per_level(series, backtest) -> None:
     for _, row in table.iterrows():
         part = m[m["level"] == row["level"]].set_index("model")["wape"]
         assert row["ratio"] == pytest.approx(part[CHOSEN] / part[backtest.baselines].min())
-        assert row["chosen"].endswith("/" + backtest.recipe.method)
+        assert row["chosen"] == backtest.recipe.level_model(row["level"])
+        assert all("/" + c.split("/", 1)[1] in row["chosen"] for c in backtest.recipe.components)
 
 
 def test_reconciled_forecasts_add_up(series, backtest) -> None:
@@ -317,12 +320,35 @@ def _seasonal_panel():  # noqa: ANN202 - a HierarchicalSeries
     )
 
 
+def test_calibration_cutoffs_cover_a_year_where_the_history_allows(series) -> None:
+    # room for four whole quarters before the first evaluation cutoff: four calibration cutoffs a quarter apart,
+    # the last window ending at the first evaluation cutoff; a shorter history keeps two, closer together
+    cuts = backtest_cutoffs(series, ForecastConfig())
+    grid = pd.date_range(series.start, series.end, freq=series.freq)
+    at = {d: i for i, d in enumerate(grid)}
+    marks = [at[c] for c in [*cuts.calibration, cuts.evaluation[0]]]
+    assert len(cuts.calibration) == 4 and np.diff(marks).tolist() == [13, 13, 13, 13]
+    assert marks[0] >= cuts.min_train
+    assert len(backtest_cutoffs(series, ForecastConfig(max_calibration=2)).calibration) == 2
+    short = _truncated(series, grid[at[cuts.evaluation[0]] - 4 * 13 + 20])
+    kept = backtest_cutoffs(short, ForecastConfig()).calibration
+    assert len(kept) == 2 and max(kept) < backtest_cutoffs(short, ForecastConfig()).evaluation[0]
+
+
+def _truncated(series, end: pd.Timestamp):  # noqa: ANN202 - a HierarchicalSeries
+    from dataclasses import replace
+
+    return replace(series, Y=series.Y[series.Y["ds"] <= end].reset_index(drop=True))
+
+
 def test_a_baseline_is_served_where_it_wins() -> None:
     # seasonal naive is exact on this panel: whatever else competes, the served forecast must be made of it
     series = _seasonal_panel()
     result = run_backtest(series, FAST)
     assert result.recipe.chosen_on == "calibration"
-    assert {result.recipe.level_model(lvl) for lvl in series.levels} == {"SeasonalNaive"}
+    # a pool that scores worse than the exact baseline on the choosing windows is not served
+    assert result.recipe.pool == [] and result.recipe.base == "SeasonalNaive"
+    assert {result.recipe.level_model(lvl).split("/")[0] for lvl in series.levels} == {"SeasonalNaive"}
     chosen = result.metrics[result.metrics["model"] == CHOSEN].set_index("level")["wape"]
     assert chosen.max() < 1e-9
 

@@ -122,8 +122,12 @@ def forecast_at(
         members=recipe.members or None,
         per_level=recipe.per_level or None,
     )
-    out = reconcile(series, base, recipe.base, (recipe.method,))
-    out[CHOSEN] = out.pop(recipe.name)
+    components = recipe.components
+    bases = list(dict.fromkeys(c.split("/", 1)[0] for c in components))
+    methods = tuple(dict.fromkeys(c.split("/", 1)[1] for c in components))
+    out = reconcile(series, base, bases, methods)
+    out[CHOSEN] = out[components].mean(axis=1)
+    out = out.drop(columns=[reconciled_name(b, m) for b in bases for m in methods])
     return _annotate(series, out, cutoff, h)
 
 
@@ -220,6 +224,27 @@ def _choose_objective(
     wape = level_wape(rows, [*baselines, *cols], series.levels)
     score = ratio_score(wape, cols, baselines)
     return objectives[int(np.argmin(score.to_numpy()))]
+
+
+def _choose_pool(
+    rows: pd.DataFrame,
+    score: pd.Series,
+    ranked: list[str],
+    baselines: list[str],
+    size: int,
+    levels: list[str],
+) -> list[str]:
+    """The ``size`` best candidates by ``score``, when their mean scores better on ``rows`` (the choosing
+    windows) than the best reconciled baseline does; otherwise ``[]`` (the best candidate is served alone, so a
+    baseline that ties with the pool is served as it is)."""
+    members = ranked[:size]
+    if len(members) < 2:
+        return []
+    pooled = rows[members].mean(axis=1)
+    wape = level_wape(rows.assign(_pool=pooled), ["_pool", *baselines], levels)
+    pooled_score = float(ratio_score(wape, ["_pool"], baselines).iloc[0])
+    floor = min(float(score[c]) for c in ranked if c.split("/", 1)[0] in baselines)
+    return members if pooled_score < floor else []
 
 
 def _selection_table(
@@ -324,20 +349,30 @@ def run_backtest(
         competing = [reconciled_name(b, m) for b in baselines for m in methods]
         say(f"only {evidence} period(s) of actuals choose: the statistical baselines alone compete")
     score = ratio_score(wape, competing, baselines)
-    best = str(score.idxmin())
-    base_model, method = best.split("/", 1)
+    ranked = [str(c) for c in score.sort_values(kind="stable").index]
+    pool = _choose_pool(rows, score, ranked, baselines, config.pool_size, series.levels)
+    base_model, method = ranked[0].split("/", 1)
     recipe = Recipe(
         base=base_model,
         method=method,
         objective=objective,
         weight=float(weight),
         members=list(members),
-        per_level=per_level if base_model == PER_LEVEL else {},
+        per_level=per_level if PER_LEVEL in {c.split("/", 1)[0] for c in pool or ranked[:1]} else {},
+        pool=pool,
         chosen_on=chosen_on,
         choice_cutoffs=[str(c.date()) for c in choosing],
     )
+    best = recipe.name
+    if pool:
+        pooled = rows[pool].mean(axis=1)
+        wape[best] = level_wape(rows.assign(**{best: pooled}), [best], series.levels)[best]
+        competing = [*competing, best]
+    score = ratio_score(wape, competing, baselines)
     say(f"chosen {best} (score {score[best]:.3f} on the {chosen_on} cutoffs; best baseline per level = 1)")
-    selection = _selection_table(wape, competing, baselines, {best: "chosen"})
+    selection = _selection_table(
+        wape, competing, baselines, {best: "chosen", **dict.fromkeys(pool, "pooled")}
+    )
 
     # 4. the evaluation cutoffs only measure
     for c in cuts.evaluation:
@@ -351,7 +386,7 @@ def run_backtest(
     raw = []
     for c in cuts.all:
         frame = finished[c].copy()
-        frame[CHOSEN] = frame[best]
+        frame[CHOSEN] = frame[recipe.components].mean(axis=1)
         raw.append(_annotate(series, frame, c, cuts.horizon))
     raw = pd.concat(raw, ignore_index=True)
 

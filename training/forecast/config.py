@@ -53,6 +53,10 @@ class ForecastConfig:
         n_calibration: earlier cutoffs that choose (model, reconciliation, objective, blend weight, ensemble
             members) and calibrate the first intervals; never evaluated. The backtest keeps at least two where
             the history allows, shortening the step between cutoffs before giving one up.
+        max_calibration: where the history has room for more than ``n_calibration`` whole quarters before the
+            first evaluation cutoff, up to this many calibration cutoffs a quarter apart: four cover a year,
+            so that a choice is not made on one season alone (the windows just before the first evaluation
+            cutoff see only the months before it).
         levels: interval coverages in percent.
         reconcilers: reconciliation methods tried on every base forecast (chosen on the calibration cutoffs).
         mintrace_max_bottom: above this many bottom series only ``BottomUp`` is tried (MinTrace inverts a
@@ -72,6 +76,10 @@ class ForecastConfig:
         intermittent: add the Croston-type baselines (:data:`INTERMITTENT`) for non-negative data with zeros.
         ensemble: also try :data:`ENSEMBLE` and :data:`PER_LEVEL`.
         stats_n_jobs: processes for statsforecast on panels of 1,000 series or more (one below that).
+        pool_size: the served forecast is the mean of this many best candidates on the calibration cutoffs
+            (1: the best alone), when the mean scores better there than the best reconciled baseline
+            (:mod:`training.forecast.select`). 3 was set on the study of benchmarks/README.md, which chose
+            on one calibration window and measured on the other; no evaluation window took part.
         min_choice_periods: LightGBM and the blends that contain it compete only when the choosing windows
             hold at least this many periods of actuals (``None``: half a quarter, 7 weeks or 2 months); with
             less evidence than that the reconciled statistical baselines alone compete. (The first suite run
@@ -81,6 +89,7 @@ class ForecastConfig:
 
     n_windows: int = 4
     n_calibration: int = 2
+    max_calibration: int = 4
     levels: tuple[int, ...] = (80, 95)
     reconcilers: tuple[str, ...] = ("BottomUp", "MinTrace_ols", "MinTrace_wls_struct")
     mintrace_max_bottom: int = 4000
@@ -110,6 +119,7 @@ class ForecastConfig:
     ensemble: bool = True
     stats_n_jobs: int = 2
     min_choice_periods: int | None = None
+    pool_size: int = 3
 
     @classmethod
     def fast(cls) -> ForecastConfig:
@@ -124,6 +134,7 @@ class ForecastConfig:
         return cls(
             n_windows=2,
             n_calibration=1,
+            max_calibration=1,
             reconcilers=("BottomUp",),
             combine=False,
             ensemble=False,
@@ -181,7 +192,9 @@ def backtest_cutoffs(series: HierarchicalSeries, config: ForecastConfig) -> Cuto
     ``n_calibration`` calibration cutoffs lie before the first evaluation cutoff, up to a quarter apart, so
     that as many of them as asked fit after the training span; a calibration cutoff's window ends at the
     first evaluation cutoff at the latest. A layout whose calibration cutoffs see a quarter of actuals is
-    preferred to one with a larger evaluation step; only when no layout has room are fewer kept.
+    preferred to one with a larger evaluation step; only when no layout has room are fewer kept. Where more
+    than ``n_calibration`` whole quarters fit after the training span, up to ``max_calibration`` calibration
+    cutoffs are kept, a quarter apart.
     """
     grid = pd.date_range(series.start, series.end, freq=series.freq)
     n = len(grid)
@@ -198,6 +211,8 @@ def backtest_cutoffs(series: HierarchicalSeries, config: ForecastConfig) -> Cuto
                     continue
                 evaluation = [grid[first - 1 + step * k] for k in range(config.n_windows)]
                 cal_step = min(w, room // need) if need else step
+                if need == config.n_calibration and room // w > need:
+                    need, cal_step = min(config.max_calibration, room // w), w
                 calibration = [grid[first - 1 - cal_step * k] for k in range(1, need + 1)]
                 return Cutoffs(sorted(evaluation), sorted(calibration), w, step, 2 * w + 1, min_train)
     raise SalesmlError(

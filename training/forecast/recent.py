@@ -48,9 +48,7 @@ def accuracy_rows(result: BacktestResult) -> list[dict[str, Any]]:
                 "level": str(level),
                 "model": model,
                 "role": "served" if model == CHOSEN else "baseline",
-                "made_of": (result.recipe.level_model(str(level)) + "/" + result.recipe.method)
-                if model == CHOSEN
-                else model,
+                "made_of": result.recipe.level_model(str(level)) if model == CHOSEN else model,
                 "chosen_on": result.recipe.chosen_on,
             }
             for key in ("wape", "mase", "bias", "cov_80", "cov_95"):

@@ -98,7 +98,7 @@ def summary_table(result: BacktestResult, levels: list[str]) -> pd.DataFrame:
         rows.append(
             {
                 "level": level,
-                "chosen": result.recipe.level_model(level) + "/" + result.recipe.method,
+                "chosen": result.recipe.level_model(level),
                 "chosen_on": result.recipe.chosen_on,
                 "wape": part.loc[CHOSEN, "wape"],
                 "bias": part.loc[CHOSEN, "bias"],

@@ -11,6 +11,11 @@ Every choice is made on the calibration cutoffs (before the first evaluation cut
    hierarchy levels of its WAPE over the best baseline's WAPE at that level (the baselines unreconciled),
    so each level counts the same whatever its scale. A reconciled baseline is a candidate too: what is
    served is never worse than it on these windows.
+6. the pool: the mean of the ``pool_size`` best candidates is served (each is coherent, so their mean is)
+   when it scores better on these windows than the best reconciled baseline; otherwise the best candidate
+   alone is. A choice made on a quarter or two of actuals is noisy; averaging the few best
+   candidates loses less when the next quarter ranks them differently (benchmarks/README.md, "the choice
+   made on one calibration window, measured on the other").
 
 The result is a :class:`Recipe`, which makes the same forecast at any later cutoff from that cutoff's base
 forecasts. Without calibration cutoffs (a history too short for them) the evaluation windows choose, and
@@ -49,6 +54,8 @@ class Recipe:
         weight: the LightGBM share of ``LGBM+SN``.
         members: the models averaged by ``Ensemble``.
         per_level: level -> base model, for ``PerLevel``.
+        pool: the reconciled candidates (``base/method``) whose mean is served; empty when the best candidate
+            (``base/method``) is served alone.
         chosen_on: ``calibration`` (the cutoffs before the first evaluation cutoff) or ``evaluation``.
         choice_cutoffs: the cutoffs whose windows made the choice.
     """
@@ -59,23 +66,44 @@ class Recipe:
     weight: float = 0.5
     members: list[str] = field(default_factory=list)
     per_level: dict[str, str] = field(default_factory=dict)
+    pool: list[str] = field(default_factory=list)
     chosen_on: str = "calibration"
     choice_cutoffs: list[str] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        return f"{self.base}/{self.method}"
+    def components(self) -> list[str]:
+        """The reconciled candidates (``base/method``) whose mean is served: one when nothing is pooled."""
+        return list(self.pool) or [f"{self.base}/{self.method}"]
 
-    def level_model(self, level: str) -> str:
-        """What the served forecast is made of at ``level`` (before reconciliation)."""
-        base = self.per_level.get(level, LGBM) if self.base == PER_LEVEL else self.base
+    @property
+    def name(self) -> str:
+        """``base/method``, or ``Pool(a/m, b/m, ...)`` for the mean of several."""
+        parts = self.components
+        return parts[0] if len(parts) == 1 else f"Pool({', '.join(parts)})"
+
+    def _base_at(self, base: str, level: str) -> str:
+        base = self.per_level.get(level, LGBM) if base == PER_LEVEL else base
         if base == ENSEMBLE:
             return f"{ENSEMBLE}({', '.join(self.members)})"
         return base
 
+    def level_model(self, level: str) -> str:
+        """What the served forecast is made of at ``level``: the base model there and its reconciliation
+        (``Ensemble(LGBM, SeasonalNaive, Theta)/MinTrace_ols``), or ``mean(...)`` of the pooled ones."""
+        # what each component is at this level, and how often (PerLevel may be Ensemble at a level)
+        parts: dict[str, int] = {}
+        for component in self.components:
+            base, method = component.split("/", 1)
+            part = f"{self._base_at(base, level)}/{method}"
+            parts[part] = parts.get(part, 0) + 1
+        if len(self.components) == 1:
+            return next(iter(parts))
+        return "mean(" + ", ".join(p if n == 1 else f"{n} x {p}" for p, n in parts.items()) + ")"
+
     def baselines_needed(self, baselines: list[str], config: ForecastConfig) -> list[str]:
         """The baselines a refit must compute to make this forecast (and the blends :func:`derive` adds)."""
-        need = {self.base, *self.members, *self.per_level.values()}
+        bases = {c.split("/", 1)[0] for c in self.components}
+        need = {*bases, *self.members, *self.per_level.values()}
         if config.combine:
             need.add(SEASONAL_NAIVE)
         return [b for b in baselines if b in need]
