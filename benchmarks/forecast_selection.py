@@ -1,0 +1,130 @@
+"""What a choice made on one calibration window is worth on the other: the study behind ``pool_size``.
+
+    .venv/bin/python benchmarks/forecast_selection.py /tmp/forecast-suite
+
+Reads the ``raw.parquet`` and ``cutoffs.csv`` that ``benchmarks/forecast_suite.py`` writes for each data set and
+uses the **calibration cutoffs only**: rows of an evaluation cutoff and actuals after the first evaluation cutoff
+are dropped before anything is computed (checked below), so nothing here can have been chosen on the windows the
+suite reports. For every data set with two or more calibration cutoffs, each rule chooses on one calibration window
+(the candidates' score: mean over levels of WAPE / best baseline's WAPE) and is measured on each other one:
+
+- ``top1``: the best candidate alone (the rule before pooling);
+- ``topK``: the mean of the K best candidates (K = 2, 3, 4);
+- ``topK guarded``: ``topK`` only when its mean scores better than the best reconciled baseline on the choosing
+  window, else ``top1`` (what the backtest does, :func:`training.forecast.backtest._choose_pool`).
+
+The measure is the mean over levels of the rule's WAPE over the best baseline's WAPE at that level on the other
+window (1.0 = as good as the best baseline in hindsight). Caveat: the candidates themselves (LightGBM objective,
+blend weight, ensemble members, per-level bases) were set on both calibration windows together, so each
+measured window had a small say in its own candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RULES = ("top1", "top2", "top3", "top4")
+
+
+def _level_wape(rows: pd.DataFrame, cols: list[str], levels: list[str]) -> pd.DataFrame:
+    out = {}
+    for lvl, part in rows.groupby("level", sort=False):
+        denom = max(float(part["y"].abs().sum()), 1e-9)
+        out[lvl] = {c: float(np.abs(part[c] - part["y"]).sum()) / denom for c in cols}
+    return pd.DataFrame(out).T.reindex(levels)
+
+
+def _calibration_rows(folder: Path) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
+    cuts = pd.read_csv(folder / "cutoffs.csv", parse_dates=["cutoff"])
+    cal = sorted(cuts.loc[cuts["role"] == "calibration", "cutoff"])
+    first_eval = cuts.loc[cuts["role"] == "evaluation", "cutoff"].min()
+    window = int(cuts["window"].iloc[0])
+    raw = pd.read_parquet(folder / "raw.parquet")
+    keep = raw["cutoff"].isin(cal) & (raw["step"] <= window) & (raw["ds"] <= first_eval) & raw["y"].notna()
+    rows = raw[keep].reset_index(drop=True)
+    assert rows["cutoff"].max() < first_eval and rows["ds"].max() <= first_eval  # no evaluation window
+    return rows, cal
+
+
+def study(folder: Path) -> list[dict]:
+    """One row per (choosing window, rule) of one data set's suite output."""
+    info = json.loads((folder / "result.json").read_text())
+    rows, cal = _calibration_rows(folder)
+    if len(cal) < 2:
+        return []
+    levels = info["levels"]
+    baselines = sorted({b["model"] for b in info["baselines"]})
+    candidates = [c for c in rows.columns if "/" in c]
+    out = []
+    for choose, measure in [(a, b) for a in cal for b in cal if a != b]:
+        a, b = rows[rows["cutoff"] == choose].copy(), rows[rows["cutoff"] == measure].copy()
+        wa = _level_wape(a, [*baselines, *candidates], levels)
+        best_a = wa[baselines].min(axis=1).clip(lower=1e-12)
+        score = wa[candidates].div(best_a, axis=0).mean().sort_values(kind="stable")
+        floor = min(score[c] for c in score.index if c.split("/", 1)[0] in baselines)
+        for rule in RULES:
+            members = list(score.index[: int(rule[3:])])
+            a[rule], b[rule] = a[members].mean(axis=1), b[members].mean(axis=1)
+        wa = _level_wape(a, [*baselines, *RULES], levels)
+        wb = _level_wape(b, [*baselines, *RULES], levels)
+        best_b = wb[baselines].min(axis=1).clip(lower=1e-12)
+        for rule in RULES:
+            pooled_score = float((wa[rule] / best_a).mean())
+            guarded = rule if pooled_score < floor or rule == "top1" else "top1"
+            out.append(
+                {
+                    "data set": folder.name,
+                    "chose on": str(choose.date()),
+                    "measured on": str(measure.date()),
+                    "rule": rule,
+                    "measured": float((wb[rule] / best_b).mean()),
+                    "guarded": float((wb[guarded] / best_b).mean()),
+                    "worst level": float((wb[rule] / best_b).max()),
+                }
+            )
+    return out
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A small Markdown table (index columns first), without an extra dependency."""
+    flat = frame.reset_index()
+    flat.columns = [
+        " ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c) for c in flat.columns
+    ]
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in flat.to_numpy()]
+    lines = ["| " + " | ".join(flat.columns) + " |", "|" + "---|" * len(flat.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("suite", type=Path, help="the --out folder of benchmarks/forecast_suite.py")
+    args = parser.parse_args()
+    rows = []
+    for folder in sorted(p for p in args.suite.iterdir() if (p / "raw.parquet").exists()):
+        rows += study(folder)
+    table = pd.DataFrame(rows)
+    wide = table.pivot_table(
+        index=["data set", "chose on", "measured on"], columns="rule", values=["measured", "guarded"]
+    )
+    print("Mean over levels of WAPE / best baseline on the other calibration window:\n")
+    print(_markdown(wide))
+    summary = table.groupby("rule")[["measured", "guarded", "worst level"]].agg(["mean", "median"])
+    print("\nOver every data set and choosing window:\n")
+    print(_markdown(summary))
+    better = table.pivot_table(
+        index=["data set", "chose on", "measured on"], columns="rule", values="guarded"
+    )
+    for rule in RULES[1:]:
+        wins = int((better[rule] < better["top1"] - 1e-9).sum())
+        losses = int((better[rule] > better["top1"] + 1e-9).sum())
+        print(f"\n{rule} guarded against top1: better on {wins}, worse on {losses} of {len(better)} windows")
+
+
+if __name__ == "__main__":
+    main()
