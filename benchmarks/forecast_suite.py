@@ -155,6 +155,16 @@ def run_one(name: str, out: Path) -> None:
     (folder / "result.json").write_text(json.dumps(info, indent=1, default=str))
 
 
+def _short(made_of: str) -> str:
+    """A level's recipe in a table cell: reconciliations and the ensemble abbreviated (the second table and
+    ``result.json`` name the ensemble's members)."""
+    import re
+
+    for long, short in (("MinTrace_wls_struct", "wls"), ("MinTrace_ols", "ols"), ("BottomUp", "BU")):
+        made_of = made_of.replace(long, short)
+    return re.sub(r"Ensemble\([^)]*\)", "Ens", made_of)
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3f}"
 
@@ -169,7 +179,7 @@ def _report(results: list[dict]) -> str:
         for row in r["summary"]:
             lvl = row["level"]
             lines.append(
-                f"| {r['dataset']} | {r['freq']} | {lvl} | {r['n_series'][lvl]} | {row['chosen']} | "
+                f"| {r['dataset']} | {r['freq']} | {lvl} | {r['n_series'][lvl]} | {_short(row['chosen'])} | "
                 f"{_fmt(row['wape'])} | {_fmt(r['mase'][lvl])} | {row['bias']:+.3f} | {row['best_baseline']} | "
                 f"{_fmt(row['baseline_wape'])} | **{_fmt(row['ratio'])}** | {_fmt(row['cov_80'])} | "
                 f"{_fmt(row['cov_95'])} | {_fmt(row['qcov_80'])} | {_fmt(row['qcov_95'])} |"
@@ -177,14 +187,15 @@ def _report(results: list[dict]) -> str:
     lines += [
         "",
         "| data set | periods | zero share (bottom) | calibration cutoffs (choose) | evaluation cutoffs (measure) "
-        "| step | objective | wall time | peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| step | objective | Ens members | wall time | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['dataset']} | {r['periods']} | {r['intermittent_share']:.2f} | "
             f"{', '.join(r['calibration_cutoffs'])} | {', '.join(r['evaluation_cutoffs'])} | {r['step']} | "
-            f"{r['recipe']['objective']} | {r['wall_seconds'] / 60:.1f} min | {r['peak_rss_mb'] / 1024:.2f} GB |"
+            f"{r['recipe']['objective']} | {', '.join(r['recipe']['members']) or '-'} | "
+            f"{r['wall_seconds'] / 60:.1f} min | {r['peak_rss_mb'] / 1024:.2f} GB |"
         )
     lines += ["", "Every baseline (evaluation windows): WAPE / MASE / bias per level", ""]
     for r in results:
@@ -257,15 +268,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
     parser.add_argument("--only", nargs="*", default=None, help="data sets to run (default: all)")
+    parser.add_argument("--report", action="store_true", help="only rebuild suite.md from the results in --out")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
         run_one(args.one, args.out)
         return
+    if args.report:
+        args.only = []
     env = {**os.environ}
     env.setdefault("SALESML_HOME", str(args.out / "home"))  # generated data and nothing else
-    for name in args.only or [*DATASETS, *HELD_OUT]:
+    for name in [*DATASETS, *HELD_OUT] if args.only is None else args.only:
         started = time.perf_counter()
         proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--one", name], env=env)
         _, status, usage = os.wait4(proc.pid, 0)

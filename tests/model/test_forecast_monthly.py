@@ -39,7 +39,7 @@ def test_monthly_intermittent_train_backtest_and_serve(monthly_spec: Path, fresh
     res = run_cli("train", "sales", "--dataset", str(monthly_spec), "--promote")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "promoted to champion" in res.stdout
-    assert re.search(r"chosen \S+ \(score [0-9.]+ on the calibration cutoffs", res.stdout), res.stdout[-2000:]
+    assert re.search(r"chosen .+ \(score [0-9.]+ on the calibration cutoffs", res.stdout), res.stdout[-2000:]
 
     import mlflow
 

@@ -366,3 +366,29 @@ def test_the_choice_never_sees_the_evaluation_windows(small_synthetic_spec: Path
     assert again.recipe == backtest.recipe
     pd.testing.assert_frame_equal(again.selection, backtest.selection)
     assert not again.metrics.equals(backtest.metrics)
+
+
+def test_known_ahead_drivers_a_season_ago_once_the_seasonal_lag_is_seen(series) -> None:
+    from training.forecast.models import _exog_frames
+
+    known = [c for c in series.known_ahead.columns if c != "ds"]
+    assert known, "the small synthetic organisation has known-ahead drivers"
+    grid = pd.date_range(series.start, series.end, freq=series.freq)
+    season = series.season_length
+    for n_train, expect in ((season + 26, True), (season + 25, False)):
+        cutoff = grid[n_train - 1]
+        df, future, _, cols = _exog_frames(series, series.truncate(cutoff), cutoff, 13)
+        lagged = [f"{c}_season_ago" for c in cols]
+        assert all(c in df.columns for c in lagged) is expect and all(c in future for c in lagged) is expect
+        if not expect:
+            continue
+        ka = series.known_ahead.set_index("ds")
+        for frame in (df, future):
+            rows = frame.drop_duplicates("ds").set_index("ds")
+            back = rows.index - pd.tseries.frequencies.to_offset(series.freq) * season
+            have = back.isin(ka.index)
+            assert have.sum() > 0
+            for c in cols:
+                np.testing.assert_array_equal(
+                    rows.loc[have, f"{c}_season_ago"].to_numpy(), ka.loc[back[have], c].to_numpy()
+                )
