@@ -13,7 +13,7 @@ from features.errors import NotFoundError, SalesmlError
 from features.load import load_dataset
 from features.series import build_series
 from training.forecast.backtest import choose_weight, forecast_at, run_backtest
-from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM, ForecastConfig, backtest_cutoffs
+from training.forecast.config import BACKTEST_FILES, CHOSEN, LGBM, ForecastConfig
 from training.forecast.intervals import interval_columns, step_intervals
 from training.forecast.pyfunc import SalesForecastModel
 from training.forecast.quarters import forecast_quarters
@@ -86,8 +86,7 @@ def test_backtest_file_contract(backtest, tmp_path: Path) -> None:
     cuts = pd.read_csv(paths["cutoffs"], parse_dates=["cutoff"])
     assert set(cuts.loc[cuts["role"] == "evaluation", "cutoff"]) == set(fc["cutoff"])
     cal = cuts[cuts["role"] == "calibration"]
-    assert len(cal) == len(backtest.cutoffs.calibration) >= 2
-    assert cal["chose"].all() and not cal["measured"].any()
+    assert len(cal) == 2 and cal["chose"].all() and not cal["measured"].any()
     assert (cal["cutoff"] < fc["cutoff"].min()).all()
     assert not cuts.loc[cuts["role"] == "evaluation", "chose"].any()
     scales = pd.read_parquet(paths["scales"])
@@ -318,27 +317,6 @@ def _seasonal_panel():  # noqa: ANN202 - a HierarchicalSeries
         static=pd.DataFrame({"unique_id": ["total", "a", "b"]}),
         hierarchies=[["bottom"]],
     )
-
-
-def test_calibration_cutoffs_cover_a_year_where_the_history_allows(series) -> None:
-    # room for four whole quarters before the first evaluation cutoff: four calibration cutoffs a quarter apart,
-    # the last window ending at the first evaluation cutoff; a shorter history keeps two, closer together
-    cuts = backtest_cutoffs(series, ForecastConfig())
-    grid = pd.date_range(series.start, series.end, freq=series.freq)
-    at = {d: i for i, d in enumerate(grid)}
-    marks = [at[c] for c in [*cuts.calibration, cuts.evaluation[0]]]
-    assert len(cuts.calibration) == 4 and np.diff(marks).tolist() == [13, 13, 13, 13]
-    assert marks[0] >= cuts.min_train
-    assert len(backtest_cutoffs(series, ForecastConfig(max_calibration=2)).calibration) == 2
-    short = _truncated(series, grid[at[cuts.evaluation[0]] - 4 * 13 + 20])
-    kept = backtest_cutoffs(short, ForecastConfig()).calibration
-    assert len(kept) == 2 and max(kept) < backtest_cutoffs(short, ForecastConfig()).evaluation[0]
-
-
-def _truncated(series, end: pd.Timestamp):  # noqa: ANN202 - a HierarchicalSeries
-    from dataclasses import replace
-
-    return replace(series, Y=series.Y[series.Y["ds"] <= end].reset_index(drop=True))
 
 
 def test_a_baseline_is_served_where_it_wins() -> None:

@@ -53,10 +53,6 @@ class ForecastConfig:
         n_calibration: earlier cutoffs that choose (model, reconciliation, objective, blend weight, ensemble
             members) and calibrate the first intervals; never evaluated. The backtest keeps at least two where
             the history allows, shortening the step between cutoffs before giving one up.
-        max_calibration: where the history has room for more than ``n_calibration`` whole quarters before the
-            first evaluation cutoff, up to this many calibration cutoffs a quarter apart: four cover a year,
-            so that a choice is not made on one season alone (the windows just before the first evaluation
-            cutoff see only the months before it).
         levels: interval coverages in percent.
         reconcilers: reconciliation methods tried on every base forecast (chosen on the calibration cutoffs).
         mintrace_max_bottom: above this many bottom series only ``BottomUp`` is tried (MinTrace inverts a
@@ -89,7 +85,6 @@ class ForecastConfig:
 
     n_windows: int = 4
     n_calibration: int = 2
-    max_calibration: int = 4
     levels: tuple[int, ...] = (80, 95)
     reconcilers: tuple[str, ...] = ("BottomUp", "MinTrace_ols", "MinTrace_wls_struct")
     mintrace_max_bottom: int = 4000
@@ -134,7 +129,6 @@ class ForecastConfig:
         return cls(
             n_windows=2,
             n_calibration=1,
-            max_calibration=1,
             reconcilers=("BottomUp",),
             combine=False,
             ensemble=False,
@@ -192,9 +186,7 @@ def backtest_cutoffs(series: HierarchicalSeries, config: ForecastConfig) -> Cuto
     ``n_calibration`` calibration cutoffs lie before the first evaluation cutoff, up to a quarter apart, so
     that as many of them as asked fit after the training span; a calibration cutoff's window ends at the
     first evaluation cutoff at the latest. A layout whose calibration cutoffs see a quarter of actuals is
-    preferred to one with a larger evaluation step; only when no layout has room are fewer kept. Where more
-    than ``n_calibration`` whole quarters fit after the training span, up to ``max_calibration`` calibration
-    cutoffs are kept, a quarter apart.
+    preferred to one with a larger evaluation step; only when no layout has room are fewer kept.
     """
     grid = pd.date_range(series.start, series.end, freq=series.freq)
     n = len(grid)
@@ -211,8 +203,6 @@ def backtest_cutoffs(series: HierarchicalSeries, config: ForecastConfig) -> Cuto
                     continue
                 evaluation = [grid[first - 1 + step * k] for k in range(config.n_windows)]
                 cal_step = min(w, room // need) if need else step
-                if need == config.n_calibration and room // w > need:
-                    need, cal_step = min(config.max_calibration, room // w), w
                 calibration = [grid[first - 1 - cal_step * k] for k in range(1, need + 1)]
                 return Cutoffs(sorted(evaluation), sorted(calibration), w, step, 2 * w + 1, min_train)
     raise SalesmlError(
