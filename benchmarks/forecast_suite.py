@@ -7,6 +7,7 @@ the series, the full backtest with the default ``ForecastConfig`` (calibration c
 cutoffs measure) and the refit that ``salesml train sales`` serves (MLflow logging aside). Results go to
 ``--out``: per data set the backtest files and ``result.json``; ``suite.md`` holds the table for
 ``benchmarks/README.md`` and the check of issue 15's acceptance lines, measured on the evaluation windows.
+``--set KEY=VALUE`` (repeatable) runs a non-default ``ForecastConfig`` (``--set pool_size=3``).
 
 Data sets: walmart (weekly, dense, one hierarchy), synthetic (weekly, two hierarchies, the built-in 1 M line
 organisation), crm (won amount by close month, two hierarchies, sparse), online_retail (weekly, country x
@@ -107,12 +108,28 @@ def _source(name: str, out: Path) -> str:
     return str(made[name]()) if name in made else name
 
 
-def run_one(name: str, out: Path) -> None:
+def _config(settings: list[str]):  # noqa: ANN202 - a ForecastConfig
+    """The default ``ForecastConfig`` with ``--set key=value`` overrides (values read as YAML scalars)."""
+    from dataclasses import fields
+
+    from training.forecast.config import ForecastConfig
+
+    known = {f.name for f in fields(ForecastConfig)}
+    overrides = {}
+    for item in settings:
+        key, _, value = item.partition("=")
+        if key not in known or not value:
+            raise SystemExit(f"--set {item!r}: expected key=value with key one of {sorted(known)}")
+        overrides[key] = yaml.safe_load(value)
+    return ForecastConfig(**overrides)
+
+
+def run_one(name: str, out: Path, settings: list[str]) -> None:
     """Backtest + refit one data set; writes ``out/<name>/result.json`` and the backtest files."""
     from features.load import load_dataset
     from features.series import build_series
     from training.forecast.backtest import run_backtest
-    from training.forecast.config import CHOSEN, ForecastConfig
+    from training.forecast.config import CHOSEN
     from training.forecast.quarters import forecast_quarters
     from training.forecast.report import summary_table, write_backtest
 
@@ -120,7 +137,7 @@ def run_one(name: str, out: Path) -> None:
     source = _source(name, out)
     series = build_series(load_dataset(source))
     loaded = time.perf_counter() - started
-    config = ForecastConfig()
+    config = _config(settings)
     result = run_backtest(series, config, progress=lambda m: print(f"  [{name}] {m}", flush=True))
     backtested = time.perf_counter() - started
     forecast_quarters(series, result, config)
@@ -134,6 +151,7 @@ def run_one(name: str, out: Path) -> None:
     chosen = m[m["model"] == CHOSEN].set_index("level")
     info = {
         "dataset": name,
+        "config_overrides": settings,
         "freq": series.freq,
         "n_series": {lvl: int(len(ids)) for lvl, ids in series.tags.items()},
         "levels": series.levels,
@@ -268,20 +286,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="folder for the results")
     parser.add_argument("--only", nargs="*", default=None, help="data sets to run (default: all)")
-    parser.add_argument("--report", action="store_true", help="only rebuild suite.md from the results in --out")
+    parser.add_argument(
+        "--report", action="store_true", help="only rebuild suite.md from the results in --out"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a ForecastConfig field for every data set (e.g. pool_size=3); repeatable",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # the child process
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        run_one(args.one, args.out)
+        run_one(args.one, args.out, args.set)
         return
+    _config(args.set)  # a bad --set stops here, before any data set runs
     if args.report:
         args.only = []
     env = {**os.environ}
     env.setdefault("SALESML_HOME", str(args.out / "home"))  # generated data and nothing else
     for name in [*DATASETS, *HELD_OUT] if args.only is None else args.only:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--one", name], env=env)
+        settings = [f"--set={s}" for s in args.set]
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--out", str(args.out), "--one", name, *settings], env=env
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         if status != 0:

@@ -355,7 +355,9 @@ def test_known_ahead_drivers_a_season_ago_once_the_seasonal_lag_is_seen(series) 
     season = series.season_length
     for n_train, expect in ((season + 26, True), (season + 25, False)):
         cutoff = grid[n_train - 1]
-        df, future, _, cols = _exog_frames(series, series.truncate(cutoff), cutoff, 13)
+        df, future, _, cols = _exog_frames(series, series.truncate(cutoff), cutoff, 13, season_ago=True)
+        plain = _exog_frames(series, series.truncate(cutoff), cutoff, 13)[0]
+        assert not any(c.endswith("_season_ago") for c in plain.columns)  # off unless asked for
         lagged = [f"{c}_season_ago" for c in cols]
         assert all(c in df.columns for c in lagged) is expect and all(c in future for c in lagged) is expect
         if not expect:
@@ -370,3 +372,51 @@ def test_known_ahead_drivers_a_season_ago_once_the_seasonal_lag_is_seen(series) 
                 np.testing.assert_array_equal(
                     rows.loc[have, f"{c}_season_ago"].to_numpy(), ka.loc[back[have], c].to_numpy()
                 )
+
+
+def test_a_pool_is_served_as_its_members_mean_only_when_it_beats_the_best_baseline(series, backtest) -> None:
+    from dataclasses import replace
+
+    from training.forecast.backtest import _choose_pool
+
+    # the three best candidates averaged: served when their mean beats the best reconciled baseline there
+    rows = pd.DataFrame(
+        {
+            "level": ["total"] * 4,
+            "y": [10.0, 10.0, 10.0, 10.0],
+            "A/BottomUp": [12.0, 8.0, 12.0, 8.0],  # each 20 % off, in turn
+            "B/BottomUp": [8.0, 12.0, 8.0, 12.0],
+            "C/BottomUp": [10.0, 10.0, 10.0, 10.0],
+            "SN": [11.0, 9.0, 11.0, 9.0],
+            "SN/BottomUp": [11.0, 9.0, 11.0, 9.0],
+        }
+    )
+    score = pd.Series({"C/BottomUp": 0.0, "SN/BottomUp": 1.0, "A/BottomUp": 2.0, "B/BottomUp": 2.0})
+    # C, SN and A: their mean is 10 % off, as SN alone is: a tie is not served
+    assert _choose_pool(rows, score, list(score.index), ["SN"], 3, ["total"]) == []
+    score = pd.Series({"A/BottomUp": 2.0, "B/BottomUp": 2.0, "C/BottomUp": 2.5, "SN/BottomUp": 1.0})
+    ranked = ["A/BottomUp", "B/BottomUp", "C/BottomUp", "SN/BottomUp"]
+    assert _choose_pool(rows, score, ranked, ["SN"], 3, ["total"]) == ranked[:3]  # exact on average
+    assert _choose_pool(rows, score, ranked, ["SN"], 1, ["total"]) == []
+    # a pooled recipe's forecast at a cutoff is the mean of its members, each made as it would be alone
+    c0 = backtest.cutoffs.evaluation[0]
+    h, base = backtest.cutoffs.horizon, backtest.recipe
+    members = [f"{b}/BottomUp" for b in (LGBM, *backtest.baselines[:2])]
+    pooled = replace(base, base=LGBM, method="BottomUp", pool=members)
+    assert pooled.name == f"Pool({', '.join(members)})"
+    assert pooled.level_model("total") == f"mean({', '.join(members)})"
+    made = forecast_at(series, c0, h, FAST, pooled, backtest.baselines).set_index(["unique_id", "ds"])[CHOSEN]
+    alone = [
+        forecast_at(
+            series,
+            c0,
+            h,
+            FAST,
+            replace(base, base=m.split("/")[0], method="BottomUp", pool=[]),
+            backtest.baselines,
+        )
+        .set_index(["unique_id", "ds"])[CHOSEN]
+        .reindex(made.index)
+        for m in members
+    ]
+    np.testing.assert_allclose(made, np.mean(alone, axis=0), rtol=1e-9, atol=1e-6)

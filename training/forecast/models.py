@@ -94,9 +94,15 @@ def _date_features(freq: str) -> list:
 
 
 def _exog_frames(
-    series: HierarchicalSeries, train: pd.DataFrame, cutoff: pd.Timestamp, h: int
+    series: HierarchicalSeries,
+    train: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    h: int,
+    *,
+    season_ago: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str], list[str]]:
-    """Training frame with static + known-ahead columns, and the future known-ahead frame."""
+    """Training frame with static + known-ahead columns, and the future known-ahead frame; with
+    ``season_ago`` (``ForecastConfig.season_ago_drivers``) also the known-ahead columns a season back."""
     future_ds = pd.date_range(cutoff, periods=h + 1, freq=series.freq)[1:]
     static_cols = [c for c in series.static.columns if c != "unique_id"]
     nodes = series.nodes[["unique_id", "depth"]].rename(columns={"depth": "node_depth"})
@@ -119,7 +125,7 @@ def _exog_frames(
                 }
             )
             X_df = fut.merge(ka[cols].reset_index(), on="ds", how="left")
-            if _sees_season(train["ds"].nunique(), series.season_length, series.freq):
+            if season_ago and _sees_season(train["ds"].nunique(), series.season_length, series.freq):
                 # The model learns y against its value a season ago (the difference or the seasonal lag), so
                 # it also needs the driver a season ago: a holiday this year against none last year.
                 ago = ka[cols].copy()
@@ -157,7 +163,7 @@ def lgbm_forecast(
     lags, transforms, target = _lgbm_setup(
         n_train, series.season_length, series.freq, str(params.get("objective", "l1"))
     )
-    df, X_df, static_cols, _ = _exog_frames(series, train, cutoff, h)
+    df, X_df, static_cols, _ = _exog_frames(series, train, cutoff, h, season_ago=config.season_ago_drivers)
     if params["objective"] in ("tweedie", "poisson"):
         # a log link needs y >= 0: the few negative periods of "non-negative" data (returns) count as zero
         df = df.assign(y=df["y"].clip(lower=0.0))

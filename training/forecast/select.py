@@ -11,11 +11,9 @@ Every choice is made on the calibration cutoffs (before the first evaluation cut
    hierarchy levels of its WAPE over the best baseline's WAPE at that level (the baselines unreconciled),
    so each level counts the same whatever its scale. A reconciled baseline is a candidate too: what is
    served is never worse than it on these windows.
-6. the pool: the mean of the ``pool_size`` best candidates is served (each is coherent, so their mean is)
-   when it scores better on these windows than the best reconciled baseline; otherwise the best candidate
-   alone is. A choice made on a quarter or two of actuals is noisy; averaging the few best
-   candidates loses less when the next quarter ranks them differently (benchmarks/README.md, "the choice
-   made on one calibration window, measured on the other").
+6. with ``pool_size`` > 1 (not the default), the mean of that many best candidates is served (each is
+   coherent, so their mean is) when it scores better on these windows than the best reconciled baseline;
+   otherwise the best candidate alone is (benchmarks/README.md: how the pool measured).
 
 The result is a :class:`Recipe`, which makes the same forecast at any later cutoff from that cutoff's base
 forecasts. Without calibration cutoffs (a history too short for them) the evaluation windows choose, and
