@@ -104,10 +104,14 @@ def _markdown(frame: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("suite", type=Path, help="the --out folder of benchmarks/forecast_suite.py")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="data sets to study (default: every one there)"
+    )
     args = parser.parse_args()
     rows = []
     for folder in sorted(p for p in args.suite.iterdir() if (p / "raw.parquet").exists()):
-        rows += study(folder)
+        if args.only is None or folder.name in args.only:
+            rows += study(folder)
     table = pd.DataFrame(rows)
     wide = table.pivot_table(
         index=["data set", "chose on", "measured on"], columns="rule", values=["measured", "guarded"]
