@@ -321,10 +321,12 @@ def _seasonal_panel():  # noqa: ANN202 - a HierarchicalSeries
 
 def test_a_baseline_is_served_where_it_wins() -> None:
     # seasonal naive is exact on this panel: whatever else competes, the served forecast must be made of it
+    from dataclasses import replace
+
     series = _seasonal_panel()
-    result = run_backtest(series, FAST)
+    result = run_backtest(series, replace(FAST, pool_size=3))
     assert result.recipe.chosen_on == "calibration"
-    # a pool that scores worse than the exact baseline on the choosing windows is not served
+    # a pool that does no better than the exact baseline on the choosing windows is not served
     assert result.recipe.pool == [] and result.recipe.base == "SeasonalNaive"
     assert {result.recipe.level_model(lvl).split("/")[0] for lvl in series.levels} == {"SeasonalNaive"}
     chosen = result.metrics[result.metrics["model"] == CHOSEN].set_index("level")["wape"]
@@ -420,3 +422,19 @@ def test_a_pool_is_served_as_its_members_mean_only_when_it_beats_the_best_baseli
         for m in members
     ]
     np.testing.assert_allclose(made, np.mean(alone, axis=0), rtol=1e-9, atol=1e-6)
+
+
+def test_a_served_pool_is_named_scored_and_made_as_its_members_mean(series) -> None:
+    from dataclasses import replace
+
+    result = run_backtest(series, replace(FAST, pool_size=3))
+    recipe = result.recipe
+    assert len(recipe.pool) == 3, "on this organisation the three best beat the best baseline together"
+    sel = result.selection
+    assert set(sel.loc[sel["role"] == "chosen", "model"]) == {recipe.name}
+    assert set(sel.loc[sel["role"] == "pooled", "model"]) == set(recipe.pool)
+    pooled_score = sel.loc[sel["model"] == recipe.name, "score"].iloc[0]
+    best_baseline = sel.loc[sel["model"].str.split("/").str[0].isin(result.baselines), "score"].min()
+    assert pooled_score < best_baseline
+    for frame in (result.raw, result.forecasts):
+        np.testing.assert_allclose(frame[CHOSEN], frame[recipe.pool].mean(axis=1))
