@@ -25,18 +25,12 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from training.forecast.backtest import _choose_pool
+from training.forecast.select import level_wape, ratio_score
+
 RULES = ("top1", "top2", "top3", "top4")
-
-
-def _level_wape(rows: pd.DataFrame, cols: list[str], levels: list[str]) -> pd.DataFrame:
-    out = {}
-    for lvl, part in rows.groupby("level", sort=False):
-        denom = max(float(part["y"].abs().sum()), 1e-9)
-        out[lvl] = {c: float(np.abs(part[c] - part["y"]).sum()) / denom for c in cols}
-    return pd.DataFrame(out).T.reindex(levels)
 
 
 def _calibration_rows(folder: Path) -> tuple[pd.DataFrame, list[pd.Timestamp]]:
@@ -63,19 +57,18 @@ def study(folder: Path) -> list[dict]:
     out = []
     for choose, measure in [(a, b) for a in cal for b in cal if a != b]:
         a, b = rows[rows["cutoff"] == choose].copy(), rows[rows["cutoff"] == measure].copy()
-        wa = _level_wape(a, [*baselines, *candidates], levels)
-        best_a = wa[baselines].min(axis=1).clip(lower=1e-12)
-        score = wa[candidates].div(best_a, axis=0).mean().sort_values(kind="stable")
-        floor = min(score[c] for c in score.index if c.split("/", 1)[0] in baselines)
+        score = ratio_score(level_wape(a, [*baselines, *candidates], levels), candidates, baselines)
+        ranked = [str(c) for c in score.sort_values(kind="stable").index]
         for rule in RULES:
-            members = list(score.index[: int(rule[3:])])
-            a[rule], b[rule] = a[members].mean(axis=1), b[members].mean(axis=1)
-        wa = _level_wape(a, [*baselines, *RULES], levels)
-        wb = _level_wape(b, [*baselines, *RULES], levels)
+            b[rule] = b[ranked[: int(rule[3:])]].mean(axis=1)
+        wb = level_wape(b, [*baselines, *RULES], levels)
         best_b = wb[baselines].min(axis=1).clip(lower=1e-12)
         for rule in RULES:
-            pooled_score = float((wa[rule] / best_a).mean())
-            guarded = rule if pooled_score < floor or rule == "top1" else "top1"
+            size = int(rule[3:])
+            # the backtest's own rule: the pool only where its mean beats the best reconciled baseline
+            guarded = (
+                rule if size == 1 or _choose_pool(a, score, ranked, baselines, size, levels)[0] else "top1"
+            )
             out.append(
                 {
                     "data set": folder.name,

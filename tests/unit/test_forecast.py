@@ -395,11 +395,11 @@ def test_a_pool_is_served_as_its_members_mean_only_when_it_beats_the_best_baseli
     )
     score = pd.Series({"C/BottomUp": 0.0, "SN/BottomUp": 1.0, "A/BottomUp": 2.0, "B/BottomUp": 2.0})
     # C, SN and A: their mean is 10 % off, as SN alone is: a tie is not served
-    assert _choose_pool(rows, score, list(score.index), ["SN"], 3, ["total"]) == []
+    assert _choose_pool(rows, score, list(score.index), ["SN"], 3, ["total"])[0] == []
     score = pd.Series({"A/BottomUp": 2.0, "B/BottomUp": 2.0, "C/BottomUp": 2.5, "SN/BottomUp": 1.0})
     ranked = ["A/BottomUp", "B/BottomUp", "C/BottomUp", "SN/BottomUp"]
-    assert _choose_pool(rows, score, ranked, ["SN"], 3, ["total"]) == ranked[:3]  # exact on average
-    assert _choose_pool(rows, score, ranked, ["SN"], 1, ["total"]) == []
+    assert _choose_pool(rows, score, ranked, ["SN"], 3, ["total"])[0] == ranked[:3]  # exact on average
+    assert _choose_pool(rows, score, ranked, ["SN"], 1, ["total"])[0] == []
     # a pooled recipe's forecast at a cutoff is the mean of its members, each made as it would be alone
     c0 = backtest.cutoffs.evaluation[0]
     h, base = backtest.cutoffs.horizon, backtest.recipe

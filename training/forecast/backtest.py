@@ -233,18 +233,18 @@ def _choose_pool(
     baselines: list[str],
     size: int,
     levels: list[str],
-) -> list[str]:
-    """The ``size`` best candidates by ``score``, when their mean scores better on ``rows`` (the choosing
-    windows) than the best reconciled baseline does; otherwise ``[]`` (the best candidate is served alone, so a
-    baseline that ties with the pool is served as it is)."""
+) -> tuple[list[str], pd.Series | None]:
+    """The ``size`` best candidates by ``score`` and their mean's WAPE per level on ``rows`` (the choosing
+    windows), when that mean scores better there than the best reconciled baseline does; otherwise
+    ``([], None)`` (the best candidate is served alone, so a baseline that ties with the pool is served as it
+    is)."""
     members = ranked[:size]
     if len(members) < 2:
-        return []
-    pooled = rows[members].mean(axis=1)
-    wape = level_wape(rows.assign(_pool=pooled), ["_pool", *baselines], levels)
+        return [], None
+    wape = level_wape(rows.assign(_pool=rows[members].mean(axis=1)), ["_pool", *baselines], levels)
     pooled_score = float(ratio_score(wape, ["_pool"], baselines).iloc[0])
     floor = min(float(score[c]) for c in ranked if c.split("/", 1)[0] in baselines)
-    return members if pooled_score < floor else []
+    return (members, wape["_pool"]) if pooled_score < floor else ([], None)
 
 
 def _selection_table(
@@ -350,7 +350,7 @@ def run_backtest(
         say(f"only {evidence} period(s) of actuals choose: the statistical baselines alone compete")
     score = ratio_score(wape, competing, baselines)
     ranked = [str(c) for c in score.sort_values(kind="stable").index]
-    pool = _choose_pool(rows, score, ranked, baselines, config.pool_size, series.levels)
+    pool, pooled_wape = _choose_pool(rows, score, ranked, baselines, config.pool_size, series.levels)
     base_model, method = ranked[0].split("/", 1)
     recipe = Recipe(
         base=base_model,
@@ -364,11 +364,10 @@ def run_backtest(
         choice_cutoffs=[str(c.date()) for c in choosing],
     )
     best = recipe.name
-    if pool:
-        pooled = rows[pool].mean(axis=1)
-        wape[best] = level_wape(rows.assign(**{best: pooled}), [best], series.levels)[best]
+    if pooled_wape is not None:
+        wape[best] = pooled_wape
         competing = [*competing, best]
-    score = ratio_score(wape, competing, baselines)
+        score[best] = ratio_score(wape, [best], baselines)[best]
     say(f"chosen {best} (score {score[best]:.3f} on the {chosen_on} cutoffs; best baseline per level = 1)")
     selection = _selection_table(
         wape, competing, baselines, {best: "chosen", **dict.fromkeys(pool, "pooled")}
